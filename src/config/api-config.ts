@@ -1,0 +1,168 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { DEFAULT_TIER_BOUNDS_MIB, parseTierBounds } from '../domain/tiers.js';
+import { type Env, envInt, envString, mask, maskUrl, parseEnv } from './env.js';
+
+export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+const schema = z
+  .object({
+    IMAGEPOD_REDIS_URL: envString()
+      .default('redis://127.0.0.1:6379')
+      .refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// URL'),
+    IMAGEPOD_KEY_PREFIX: envString()
+      .default('imagepod')
+      .refine((p) => KEY_PREFIX_PATTERN.test(p), 'letters, digits, _ . - only (1-64 chars)'),
+    IMAGEPOD_TIER_BOUNDS_MIB: envString()
+      .default(DEFAULT_TIER_BOUNDS_MIB.join(','))
+      .transform((s, ctx) => {
+        const parsed = parseTierBounds(s);
+        if (typeof parsed === 'string') {
+          ctx.addIssue({ code: 'custom', message: parsed });
+          return z.NEVER;
+        }
+        return parsed;
+      }),
+    IMAGEPOD_JWT_SECRET: envString().optional(),
+    IMAGEPOD_JWT_PUBLIC_KEY: envString().optional(),
+    IMAGEPOD_JWT_PUBLIC_KEY_FILE: envString().optional(),
+    IMAGEPOD_JWT_ISSUER: envString().optional(),
+    IMAGEPOD_JWT_AUDIENCE: envString().optional(),
+    IMAGEPOD_REGISTRATION_TOKEN: envString().refine((t) => t.length >= 16, 'must be at least 16 characters'),
+    IMAGEPOD_HEARTBEAT_INTERVAL_MS: envInt(100, 600_000).default(5000),
+    IMAGEPOD_HEARTBEAT_TTL_MS: envInt(200, 3_600_000).optional(),
+    IMAGEPOD_HOST: envString().default('0.0.0.0'),
+    IMAGEPOD_PORT: envInt(0, 65535).default(8000),
+    IMAGEPOD_BODY_LIMIT_BYTES: envInt(1024, 64 * 1024 * 1024).default(2 * 1024 * 1024),
+    IMAGEPOD_INPUT_DATA_MAX_BYTES: envInt(0, 64 * 1024 * 1024).default(256 * 1024),
+    IMAGEPOD_RESULT_MAX_BYTES: envInt(0, 64 * 1024 * 1024).default(1024 * 1024),
+    IMAGEPOD_JOB_LOG_MAX_LINES: envInt(10, 10_000_000).default(10_000),
+    IMAGEPOD_JOB_RETENTION_SECONDS: envInt(60).default(7 * 24 * 3600),
+    IMAGEPOD_JOB_TIMEOUT_MAX_SECONDS: envInt(1).default(7 * 24 * 3600),
+    IMAGEPOD_PAGE_SIZE_MAX: envInt(1, 10_000).default(500),
+    IMAGEPOD_LOG_LEVEL: z
+      .preprocess((v) => (v === '' ? undefined : v), z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+      .default('info'),
+  })
+  .superRefine((env, ctx) => {
+    const keySources = [env.IMAGEPOD_JWT_SECRET, env.IMAGEPOD_JWT_PUBLIC_KEY, env.IMAGEPOD_JWT_PUBLIC_KEY_FILE];
+    if (keySources.filter((v) => v !== undefined).length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['IMAGEPOD_JWT_SECRET'],
+        message: 'set exactly one of IMAGEPOD_JWT_SECRET, IMAGEPOD_JWT_PUBLIC_KEY, IMAGEPOD_JWT_PUBLIC_KEY_FILE',
+      });
+    }
+    if (env.IMAGEPOD_JWT_SECRET !== undefined && env.IMAGEPOD_JWT_SECRET.length < 32) {
+      ctx.addIssue({ code: 'custom', path: ['IMAGEPOD_JWT_SECRET'], message: 'must be at least 32 characters' });
+    }
+    const ttl = env.IMAGEPOD_HEARTBEAT_TTL_MS;
+    if (ttl !== undefined && ttl <= env.IMAGEPOD_HEARTBEAT_INTERVAL_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['IMAGEPOD_HEARTBEAT_TTL_MS'],
+        message: 'must be longer than IMAGEPOD_HEARTBEAT_INTERVAL_MS, or one late beat marks the node offline',
+      });
+    }
+    if (env.IMAGEPOD_INPUT_DATA_MAX_BYTES >= env.IMAGEPOD_BODY_LIMIT_BYTES) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['IMAGEPOD_INPUT_DATA_MAX_BYTES'],
+        message: 'must be smaller than IMAGEPOD_BODY_LIMIT_BYTES',
+      });
+    }
+  });
+
+/** How people prove who they are: a shared HMAC secret, or a public key whose private half mints tokens elsewhere. */
+export type JwtVerification =
+  | { readonly kind: 'secret'; readonly secret: string; readonly algorithms: readonly ['HS256'] }
+  | {
+      readonly kind: 'public-key';
+      readonly publicKey: string;
+      readonly algorithms: readonly ['RS256', 'ES256', 'PS256'];
+    };
+
+export interface ApiConfig {
+  readonly redisUrl: string;
+  readonly keyPrefix: string;
+  readonly tierBoundsMiB: readonly number[];
+  readonly jwt: JwtVerification & { readonly issuer?: string; readonly audience?: string };
+  readonly registrationToken: string;
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatTtlMs: number;
+  readonly host: string;
+  readonly port: number;
+  readonly limits: {
+    readonly bodyBytes: number;
+    readonly inputDataBytes: number;
+    readonly resultBytes: number;
+    readonly jobLogLines: number;
+    readonly jobTimeoutMaxSeconds: number;
+    readonly pageSizeMax: number;
+  };
+  readonly jobRetentionSeconds: number;
+  readonly logLevel: string;
+}
+
+/** A pure function of the environment (and, for a key file, the file it names). */
+export function loadApiConfig(env: Env): ApiConfig {
+  const e = parseEnv(schema, env);
+  let jwt: JwtVerification;
+  if (e.IMAGEPOD_JWT_SECRET !== undefined) {
+    jwt = { kind: 'secret', secret: e.IMAGEPOD_JWT_SECRET, algorithms: ['HS256'] };
+  } else {
+    const publicKey = e.IMAGEPOD_JWT_PUBLIC_KEY ?? readKeyFile(e.IMAGEPOD_JWT_PUBLIC_KEY_FILE ?? '');
+    jwt = { kind: 'public-key', publicKey, algorithms: ['RS256', 'ES256', 'PS256'] };
+  }
+  return {
+    redisUrl: e.IMAGEPOD_REDIS_URL,
+    keyPrefix: e.IMAGEPOD_KEY_PREFIX,
+    tierBoundsMiB: e.IMAGEPOD_TIER_BOUNDS_MIB,
+    jwt: { ...jwt, issuer: e.IMAGEPOD_JWT_ISSUER, audience: e.IMAGEPOD_JWT_AUDIENCE },
+    registrationToken: e.IMAGEPOD_REGISTRATION_TOKEN,
+    heartbeatIntervalMs: e.IMAGEPOD_HEARTBEAT_INTERVAL_MS,
+    heartbeatTtlMs: e.IMAGEPOD_HEARTBEAT_TTL_MS ?? 3 * e.IMAGEPOD_HEARTBEAT_INTERVAL_MS,
+    host: e.IMAGEPOD_HOST,
+    port: e.IMAGEPOD_PORT,
+    limits: {
+      bodyBytes: e.IMAGEPOD_BODY_LIMIT_BYTES,
+      inputDataBytes: e.IMAGEPOD_INPUT_DATA_MAX_BYTES,
+      resultBytes: e.IMAGEPOD_RESULT_MAX_BYTES,
+      jobLogLines: e.IMAGEPOD_JOB_LOG_MAX_LINES,
+      jobTimeoutMaxSeconds: e.IMAGEPOD_JOB_TIMEOUT_MAX_SECONDS,
+      pageSizeMax: e.IMAGEPOD_PAGE_SIZE_MAX,
+    },
+    jobRetentionSeconds: e.IMAGEPOD_JOB_RETENTION_SECONDS,
+    logLevel: e.IMAGEPOD_LOG_LEVEL,
+  };
+}
+
+function readKeyFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new Error(`IMAGEPOD_JWT_PUBLIC_KEY_FILE: cannot read ${path} (${code})`);
+  }
+}
+
+/** The effective configuration, safe to log: secrets masked. */
+export function describeApiConfig(c: ApiConfig): Record<string, unknown> {
+  return {
+    redisUrl: maskUrl(c.redisUrl),
+    keyPrefix: c.keyPrefix,
+    tierBoundsMiB: c.tierBoundsMiB,
+    jwt:
+      c.jwt.kind === 'secret'
+        ? { kind: 'secret', secret: mask(c.jwt.secret), issuer: c.jwt.issuer, audience: c.jwt.audience }
+        : { kind: 'public-key', issuer: c.jwt.issuer, audience: c.jwt.audience },
+    registrationToken: mask(c.registrationToken),
+    heartbeatIntervalMs: c.heartbeatIntervalMs,
+    heartbeatTtlMs: c.heartbeatTtlMs,
+    host: c.host,
+    port: c.port,
+    limits: c.limits,
+    jobRetentionSeconds: c.jobRetentionSeconds,
+    logLevel: c.logLevel,
+  };
+}

@@ -1,0 +1,190 @@
+import { z } from 'zod';
+import { JOB_STATUSES } from '../job-status.js';
+import { isoTime, mib, pageOf } from './common.js';
+
+/** A registry host (with optional port), then lowercase path components, as Docker's reference grammar. */
+const IMAGE_NAME =
+  /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+const TAG = /^[\w][\w.-]{0,127}$/;
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export const MAX_GPUS_PER_JOB = 16;
+
+/** The body of `POST /jobs/`. Unknown fields are refused, so a misspelt requirement is not silently dropped. */
+export const jobCreateBody = z.strictObject({
+  job_name: z.string().trim().min(1).max(200).optional(),
+  docker_image: z.string().min(1).max(512).describe('image reference; may carry :tag or @sha256:digest, then docker_tag must be omitted'),
+  docker_tag: z.string().regex(TAG, 'a Docker tag: letters, digits, _ . - (max 128)').optional(),
+  command: z.array(z.string().max(8192)).max(256).optional().describe('replaces the image entrypoint'),
+  args: z.array(z.string().max(8192)).max(1024).optional().describe('replaces the image CMD'),
+  env: z
+    .record(z.string().regex(ENV_NAME, 'environment variable names are [A-Za-z_][A-Za-z0-9_]*'), z.string().max(32768))
+    .refine((r) => Object.keys(r).length <= 256, 'at most 256 variables')
+    .optional(),
+  input_data: z.json().optional().describe('delivered to the container as /imagepod/input.json'),
+  gpu_memory_required: mib().default(0).describe('MiB on each GPU'),
+  gpu_count: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_GPUS_PER_JOB)
+    .optional()
+    .describe('GPUs on one node; default 1 when gpu_memory_required > 0, else 0 (CPU-only)'),
+  gpu_type: z.string().trim().min(1).max(200).optional().describe('a model ("RTX 4090", "H200") or a class ("H100|H200")'),
+  cpu_cores_required: z.number().positive().max(1024).default(1),
+  memory_required: mib().default(1024).describe('RAM in MiB'),
+  timeout_seconds: z.number().int().min(1).optional().describe('default 86400; the configured maximum applies'),
+  max_retries: z.number().int().min(0).max(20).default(0),
+  priority: z.number().int().min(0).max(1000).default(0).describe('higher runs first'),
+});
+export type JobCreateBody = z.infer<typeof jobCreateBody>;
+
+export const DEFAULT_JOB_TIMEOUT_SECONDS = 86_400;
+
+/** A job's requirements, normalized: what the scheduler and the agent compare with a node. */
+export const jobRequirements = z.object({
+  gpu_count: z.number().int().min(0),
+  gpu_memory_mib: z.number().int().min(0),
+  gpu_type: z.string().nullable(),
+  cpu_cores: z.number().positive(),
+  memory_mib: z.number().int().min(0),
+});
+export type JobRequirements = z.infer<typeof jobRequirements>;
+
+/** A job's full spec as it is stored, enqueued and run. */
+export const jobSpec = z.object({
+  job_name: z.string(),
+  image: z.string().describe('full reference: name:tag or name@digest'),
+  docker_image: z.string(),
+  docker_tag: z.string().nullable(),
+  docker_digest: z.string().nullable(),
+  command: z.array(z.string()).nullable(),
+  args: z.array(z.string()).nullable(),
+  env: z.record(z.string(), z.string()),
+  input_data: z.json().nullable(),
+  requirements: jobRequirements,
+  timeout_seconds: z.number().int().positive(),
+  max_retries: z.number().int().min(0),
+  priority: z.number().int().min(0),
+});
+export type JobSpec = z.infer<typeof jobSpec>;
+
+/** What travels in a BullMQ job: versioned so an agent can refuse a payload it does not understand. */
+export const JOB_PAYLOAD_VERSION = 1;
+export const jobPayload = z.object({
+  v: z.literal(JOB_PAYLOAD_VERSION),
+  job_id: z.uuid(),
+  owner: z.string(),
+  tier: z.string(),
+  spec: jobSpec,
+});
+export type JobPayload = z.infer<typeof jobPayload>;
+
+export function splitImageReference(
+  image: string,
+  tag: string | undefined,
+): { name: string; tag: string | null; digest: string | null } | { error: string; field: string } {
+  let name = image;
+  let digest: string | null = null;
+  const at = name.indexOf('@');
+  if (at >= 0) {
+    digest = name.slice(at + 1);
+    name = name.slice(0, at);
+    if (!DIGEST.test(digest)) return { field: 'docker_image', error: 'a digest looks like @sha256:<64 hex>' };
+  }
+  let embeddedTag: string | null = null;
+  const colon = name.lastIndexOf(':');
+  if (colon > name.lastIndexOf('/')) {
+    embeddedTag = name.slice(colon + 1);
+    name = name.slice(0, colon);
+    if (!TAG.test(embeddedTag)) return { field: 'docker_image', error: `"${embeddedTag}" is not a valid tag` };
+  }
+  if (!IMAGE_NAME.test(name)) {
+    return { field: 'docker_image', error: 'not a valid image name (e.g. pytorch/pytorch, ghcr.io/org/app)' };
+  }
+  if (tag !== undefined && (embeddedTag !== null || digest !== null)) {
+    return { field: 'docker_tag', error: 'docker_image already carries a tag or digest' };
+  }
+  const finalTag = tag ?? embeddedTag ?? (digest === null ? 'latest' : null);
+  return { name, tag: finalTag, digest };
+}
+
+/** Body of `POST /jobs/{id}/status`: what an agent reports about a job it holds. */
+export const jobStatusReport = z.strictObject({
+  status: z.enum(JOB_STATUSES),
+  lock_token: z.string().min(1).max(200).optional().describe('the BullMQ lock token of the claim; required from agents'),
+  progress: z.number().min(0).max(100).optional(),
+  message: z.string().max(2000).optional(),
+  exit_code: z.number().int().min(-1024).max(1024).optional(),
+  reason: z
+    .string()
+    .regex(/^[a-z0-9_]{1,64}$/)
+    .optional(),
+  error_message: z.string().max(4000).optional(),
+  result: z.json().optional(),
+});
+export type JobStatusReport = z.infer<typeof jobStatusReport>;
+
+/** Body of `POST /jobs/{id}/logs`: lines an agent collected from the job's stdout and stderr. */
+export const jobLogAppend = z.strictObject({
+  lock_token: z.string().min(1).max(200).optional(),
+  lines: z
+    .array(
+      z.strictObject({
+        stream: z.enum(['stdout', 'stderr', 'system']),
+        text: z.string().max(16384),
+        time: z.number().int().positive().optional().describe('ms since the epoch; default now'),
+      }),
+    )
+    .min(1)
+    .max(1000),
+});
+export type JobLogAppend = z.infer<typeof jobLogAppend>;
+
+export const jobView = z.object({
+  id: z.uuid(),
+  job_id: z.uuid(),
+  job_name: z.string(),
+  user_id: z.string(),
+  status: z.enum(JOB_STATUSES),
+  status_reason: z.string().nullable(),
+  status_message: z.string().nullable(),
+  tier: z.string(),
+  docker_image: z.string(),
+  docker_tag: z.string().nullable(),
+  image: z.string(),
+  command: z.array(z.string()).nullable(),
+  args: z.array(z.string()).nullable(),
+  env: z.record(z.string(), z.string()),
+  input_data: z.json().nullable(),
+  gpu_memory_required: z.number().int(),
+  gpu_count: z.number().int(),
+  gpu_type: z.string().nullable(),
+  cpu_cores_required: z.number(),
+  memory_required: z.number().int(),
+  timeout_seconds: z.number().int(),
+  max_retries: z.number().int(),
+  priority: z.number().int(),
+  node_id: z.string().nullable(),
+  attempts: z.number().int(),
+  progress: z.number().nullable(),
+  exit_code: z.number().int().nullable(),
+  error_message: z.string().nullable(),
+  result: z.json().nullable(),
+  created_at: isoTime(),
+  assigned_at: isoTime().nullable(),
+  started_at: isoTime().nullable(),
+  completed_at: isoTime().nullable(),
+  cancel_requested_at: isoTime().nullable(),
+});
+export type JobView = z.infer<typeof jobView>;
+export const jobPage = pageOf(jobView);
+
+export const jobLogLine = z.object({
+  id: z.string().describe('stream id; pass as ?after= to read only newer lines'),
+  time: isoTime(),
+  stream: z.enum(['stdout', 'stderr', 'system']),
+  text: z.string(),
+});
+export type JobLogLine = z.infer<typeof jobLogLine>;

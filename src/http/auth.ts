@@ -1,0 +1,126 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import passport from 'passport';
+import { ExtractJwt, Strategy as JwtStrategy, type StrategyOptionsWithoutRequest } from 'passport-jwt';
+import { Strategy as PassportStrategy } from 'passport-strategy';
+import type { ApiConfig } from '../config/api-config.js';
+import { ForbiddenError, UnauthorizedError } from '../domain/errors.js';
+import { isAdmin, type Principal, ROLES, type Role } from '../domain/roles.js';
+import { Credentials } from '../services/credentials.js';
+
+/**
+ * Three kinds of caller, all with `Authorization: Bearer <token>`:
+ *   people      a JWT (HS256 with the configured secret, or RS256/ES256/EdDSA with a public key)
+ *               whose `sub` is the user id and `role` is user or admin;
+ *   agents      an agent API key (`ipk_...`) issued at registration;
+ *   first contact  the registration token, only for the register routes.
+ */
+export const AuthKind = {
+  Jwt: 'jwt',
+  AgentKey: 'agent-key',
+  Registration: 'registration-token',
+} as const;
+export type AuthKind = (typeof AuthKind)[keyof typeof AuthKind];
+
+const bearer = ExtractJwt.fromAuthHeaderAsBearerToken();
+
+/** A passport strategy that reads the bearer token and hands it to `verify`. */
+class BearerStrategy extends PassportStrategy {
+  constructor(
+    readonly name: string,
+    private readonly verify: (token: string) => Promise<Principal | null>,
+  ) {
+    super();
+  }
+
+  override authenticate(req: Request): void {
+    const token = bearer(req);
+    if (!token) {
+      this.fail(401);
+      return;
+    }
+    this.verify(token).then(
+      (principal) => (principal ? this.success(principal) : this.fail(401)),
+      (err: unknown) => this.error(err as Error),
+    );
+  }
+}
+
+export function configurePassport(config: ApiConfig, credentials: Credentials): passport.PassportStatic {
+  const p = new passport.Passport() as unknown as passport.PassportStatic;
+  const jwtOptions: StrategyOptionsWithoutRequest = {
+    jwtFromRequest: bearer,
+    secretOrKey: config.jwt.kind === 'secret' ? config.jwt.secret : config.jwt.publicKey,
+    algorithms: [...config.jwt.algorithms],
+    ...(config.jwt.issuer !== undefined && { issuer: config.jwt.issuer }),
+    ...(config.jwt.audience !== undefined && { audience: config.jwt.audience }),
+  };
+  p.use(
+    AuthKind.Jwt,
+    new JwtStrategy(jwtOptions, (payload: { sub?: unknown; role?: unknown }, done) => {
+      const role = ROLES.find((r) => r === payload.role);
+      if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 128 || role === undefined) {
+        return done(null, false);
+      }
+      const principal: Principal = { kind: 'user', userId: payload.sub, role };
+      return done(null, principal);
+    }),
+  );
+  p.use(
+    new BearerStrategy(AuthKind.AgentKey, async (token) =>
+      Credentials.looksLikeAgentKey(token) ? credentials.verifyAgentKey(token) : null,
+    ),
+  );
+  p.use(
+    new BearerStrategy(AuthKind.Registration, async (token) => (credentials.isRegistrationToken(token) ? { kind: 'registrar' } : null)),
+  );
+  return p;
+}
+
+declare global {
+  namespace Express {
+    interface User {}
+    interface Request {
+      principal?: Principal;
+    }
+  }
+}
+
+/** Authenticates with any of `kinds`; 401 with our error body when none accepts the token. */
+export function authenticate(p: passport.PassportStatic, ...kinds: AuthKind[]): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    p.authenticate(kinds, { session: false }, (err: unknown, user: Principal | false) => {
+      if (err) return next(err);
+      if (!user) {
+        const hint = bearer(req) ? 'the bearer token was not accepted' : 'send Authorization: Bearer <token>';
+        return next(new UnauthorizedError(hint));
+      }
+      req.principal = user;
+      next();
+    })(req, res, next);
+  };
+}
+
+export function principalOf(req: Request): Principal {
+  if (req.principal === undefined) throw new UnauthorizedError('not authenticated');
+  return req.principal;
+}
+
+/** Lets through people of one of `roles` (admin passes every role check). */
+export function requireRole(...roles: Role[]): RequestHandler {
+  return (req, _res, next) => {
+    const p = principalOf(req);
+    if (p.kind !== 'user') return next(new ForbiddenError('this route is for people, not agents'));
+    if (isAdmin(p) || roles.includes(p.role)) return next();
+    next(new ForbiddenError(`requires role ${roles.join(' or ')}`));
+  };
+}
+
+export const requireAdmin: RequestHandler = (req, _res, next) => {
+  const p = principalOf(req);
+  next(isAdmin(p) ? undefined : new ForbiddenError('requires role admin'));
+};
+
+/** On routes meant for machines (agents, registration), a person must be an admin. */
+export function adminIfPerson(p: Principal): void {
+  if (p.kind === 'user' && !isAdmin(p)) throw new ForbiddenError('requires role admin');
+}

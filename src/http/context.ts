@@ -1,0 +1,19 @@
+import type { Redis } from 'ioredis';
+import type passport from 'passport';
+import type { Logger } from 'pino';
+import type { ApiConfig } from '../config/api-config.js';
+import type { JobService } from '../services/job-service.js';
+import type { NodeRegistry } from '../services/node-registry.js';
+
+/** What route modules are given: services to call, never Redis keys to touch. */
+export interface RouteContext {
+  readonly config: ApiConfig;
+  readonly passport: passport.PassportStatic;
+  readonly nodes: NodeRegistry;
+  readonly jobs: JobService;
+  readonly logger: Logger;
+  /** A new connection for one blocking reader (log following); the caller closes it. */
+  readonly blockingConnection: () => Redis;
+  /** Resolves when the store answers. */
+  readonly ping: () => Promise<void>;
+}

@@ -1,0 +1,130 @@
+import { type Request, type Response, Router } from 'express';
+import { z } from 'zod';
+import { isFinal, JOB_STATUSES } from '../../domain/job-status.js';
+import { paginationQuery } from '../../domain/schemas/common.js';
+import { jobCreateBody, jobLogAppend, jobStatusReport } from '../../domain/schemas/job.js';
+import { toLogLine } from '../../services/job-service.js';
+import { AuthKind, authenticate, principalOf, requireRole } from '../auth.js';
+import type { RouteContext } from '../context.js';
+import { jobIdOf } from '../ids.js';
+import { parse } from '../validate.js';
+
+export function jobRoutes(ctx: RouteContext): Router {
+  const r = Router();
+  const { jobs } = ctx;
+  const people = authenticate(ctx.passport, AuthKind.Jwt);
+  const peopleOrAgents = authenticate(ctx.passport, AuthKind.Jwt, AuthKind.AgentKey);
+  const pageSizeMax = ctx.config.limits.pageSizeMax;
+  const listQuery = z.strictObject({
+    ...paginationQuery(pageSizeMax),
+    status: z.enum(JOB_STATUSES).optional(),
+    user_id: z.string().min(1).max(128).optional(),
+  });
+  const logsQuery = z.strictObject({
+    after: z.string().max(64).optional().describe('a line id: return only lines after it'),
+    limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+    follow: z.enum(['true', 'false', '1', '0']).optional(),
+  });
+
+  r.post('/jobs', people, requireRole('user'), async (req, res) => {
+    const p = principalOf(req);
+    if (p.kind !== 'user') return;
+    const job = await jobs.create(p.userId, parse(jobCreateBody, req.body));
+    res.status(201).location(`${req.baseUrl}/jobs/${job.id}`).json(job);
+  });
+
+  r.get('/jobs', people, requireRole('user'), async (req, res) => {
+    const q = parse(listQuery, req.query, 'query');
+    res.json(await jobs.list(principalOf(req), { status: q.status, user_id: q.user_id }, q.limit, q.cursor));
+  });
+
+  r.get('/jobs/:jobId', peopleOrAgents, async (req, res) => {
+    res.json(await jobs.get(principalOf(req), jobIdOf(req.params)));
+  });
+
+  r.post('/jobs/:jobId/status', peopleOrAgents, async (req, res) => {
+    const id = jobIdOf(req.params);
+    res.json(await jobs.report(principalOf(req), id, parse(jobStatusReport, req.body)));
+  });
+
+  r.post('/jobs/:jobId/cancel', people, requireRole('user'), async (req, res) => {
+    res.json(await jobs.cancel(principalOf(req), jobIdOf(req.params)));
+  });
+
+  r.post('/jobs/:jobId/logs', peopleOrAgents, async (req, res) => {
+    const n = await jobs.appendLogs(principalOf(req), jobIdOf(req.params), parse(jobLogAppend, req.body));
+    res.status(202).json({ accepted: n });
+  });
+
+  r.get('/jobs/:jobId/logs', peopleOrAgents, async (req, res) => {
+    const id = jobIdOf(req.params);
+    const q = parse(logsQuery, req.query, 'query');
+    const p = principalOf(req);
+    if (q.follow === 'true' || q.follow === '1') {
+      const after = q.after ?? req.get('last-event-id') ?? undefined;
+      const first = await jobs.readLogs(p, id, after, q.limit);
+      await followLogs(ctx, req, res, await jobs.logStreamKey(p, id), first, async () => {
+        const { job_status } = await jobs.readLogs(p, id, undefined, 1);
+        return isFinal(job_status) ? job_status : null;
+      });
+      return;
+    }
+    res.json(await jobs.readLogs(p, id, q.after, q.limit));
+  });
+
+  return r;
+}
+
+/**
+ * Server-sent events: every log line as it is written (`event: line`), a comment every few
+ * seconds to keep proxies from closing the stream, and `event: end` once the job has ended.
+ * Reconnecting with `Last-Event-ID` resumes after the last line seen.
+ */
+async function followLogs(
+  ctx: RouteContext,
+  req: Request,
+  res: Response,
+  streamKey: string,
+  first: { items: { id: string }[]; next_cursor: string | null },
+  ended: () => Promise<string | null>,
+): Promise<void> {
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream',
+    'Cache-Control': 'no-cache',
+    Connection: 'keep-alive',
+    'X-Accel-Buffering': 'no',
+  });
+  const send = (event: string, data: unknown, id?: string) =>
+    res.write(`${id ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  for (const line of first.items) send('line', line, line.id);
+  let last = first.next_cursor ?? '0-0';
+  const conn = ctx.blockingConnection();
+  let open = true;
+  req.on('close', () => {
+    open = false;
+    conn.disconnect();
+  });
+  try {
+    while (open) {
+      const reply = await conn.xread('COUNT', 500, 'BLOCK', 2000, 'STREAMS', streamKey, last);
+      const entries = reply?.[0]?.[1] ?? [];
+      for (const [id, kv] of entries) {
+        send('line', toLogLine(id, kv), id);
+        last = id;
+      }
+      if (entries.length === 0) {
+        const status = await ended();
+        if (status !== null) {
+          send('end', { status });
+          break;
+        }
+        res.write(': keepalive\n\n');
+      }
+    }
+  } catch (err) {
+    if (open) ctx.logger.warn({ err: (err as Error).message, reqId: req.id }, 'log follow ended early');
+  } finally {
+    conn.disconnect();
+    res.end();
+  }
+}

@@ -1,0 +1,78 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import { NotFoundError } from '../../domain/errors.js';
+import { NODE_STATUSES, NodeAdminState } from '../../domain/node-status.js';
+import { paginationQuery } from '../../domain/schemas/common.js';
+import { availableNodesFilters, heartbeatBody, nodeRegisterBody } from '../../domain/schemas/node.js';
+import { AuthKind, adminIfPerson, authenticate, principalOf, requireAdmin, requireRole } from '../auth.js';
+import type { RouteContext } from '../context.js';
+import { nodeIdOf } from '../ids.js';
+import { parse } from '../validate.js';
+
+export function nodeRoutes(ctx: RouteContext): Router {
+  const r = Router();
+  const { nodes } = ctx;
+  const people = authenticate(ctx.passport, AuthKind.Jwt);
+  const peopleOrAgents = authenticate(ctx.passport, AuthKind.Jwt, AuthKind.AgentKey);
+  const registrar = authenticate(ctx.passport, AuthKind.Registration, AuthKind.Jwt);
+  const listQuery = z.strictObject({ ...paginationQuery(ctx.config.limits.pageSizeMax), status: z.enum(NODE_STATUSES).optional() });
+  const availableQuery = z.strictObject({ ...paginationQuery(ctx.config.limits.pageSizeMax), ...availableNodesFilters });
+
+  /** People see the fleet; an agent sees only its own node. */
+  const mayReadNode = (p: ReturnType<typeof principalOf>, nodeId: string) =>
+    p.kind === 'user' || (p.kind === 'agent' && p.nodeId === nodeId);
+
+  r.post('/nodes/register', registrar, async (req, res) => {
+    const p = principalOf(req);
+    adminIfPerson(p);
+    const body = parse(nodeRegisterBody, req.body);
+    const { node, apiKey } = await nodes.registerNode(body);
+    res
+      .status(201)
+      .location(`${req.baseUrl}/nodes/${node.node_id}`)
+      .json({ ...node, api_key: apiKey });
+  });
+
+  r.get('/nodes', people, requireRole('user'), async (req, res) => {
+    const q = parse(listQuery, req.query, 'query');
+    res.json(await nodes.listNodes(q.limit, q.cursor, q.status));
+  });
+
+  r.get('/nodes/:nodeId', peopleOrAgents, async (req, res) => {
+    const nodeId = nodeIdOf(req.params);
+    if (!mayReadNode(principalOf(req), nodeId)) throw new NotFoundError(`node ${nodeId}`);
+    res.json(await nodes.getNode(nodeId));
+  });
+
+  r.get('/nodes/:nodeId/stats', peopleOrAgents, async (req, res) => {
+    const nodeId = nodeIdOf(req.params);
+    if (!mayReadNode(principalOf(req), nodeId)) throw new NotFoundError(`node ${nodeId}`);
+    res.json(await nodes.nodeStats(nodeId));
+  });
+
+  r.post('/nodes/:nodeId/heartbeat', peopleOrAgents, async (req, res) => {
+    const p = principalOf(req);
+    adminIfPerson(p);
+    const nodeId = nodeIdOf(req.params);
+    res.json(await nodes.heartbeat(p, nodeId, parse(heartbeatBody, req.body)));
+  });
+
+  const adminStates = { cordon: NodeAdminState.Cordoned, uncordon: NodeAdminState.Active, drain: NodeAdminState.Draining } as const;
+  for (const [action, state] of Object.entries(adminStates)) {
+    r.post(`/nodes/:nodeId/${action}`, people, requireAdmin, async (req, res) => {
+      res.json(await nodes.setAdminState(nodeIdOf(req.params), state));
+    });
+  }
+
+  r.delete('/nodes/:nodeId', people, requireAdmin, async (req, res) => {
+    await nodes.deleteNode(nodeIdOf(req.params));
+    res.status(204).end();
+  });
+
+  r.get('/available-nodes', people, requireRole('user'), async (req, res) => {
+    const q = parse(availableQuery, req.query, 'query');
+    res.json(await nodes.availableNodes(q, q.limit, q.cursor));
+  });
+
+  return r;
+}

@@ -1,0 +1,100 @@
+/**
+ * Every Redis key name ImagePod uses is built here, nowhere else.
+ *
+ * Keys carry hash tags so that each group lives in one Redis Cluster slot and a Lua script can
+ * touch all keys of its group atomically:
+ *   {reg}      the node registry: records, live heartbeats, the fit index, agent keys, stats
+ *   {jobs}     the job lookup index (id -> queue) and the per-user listings
+ *   {<tier>}   one per tier: that tier's BullMQ queue and the records and logs of its jobs,
+ *              so tiers can sit on different shards
+ */
+export class Keys {
+  constructor(readonly prefix: string) {}
+
+  // ── node registry ──────────────────────────────────────────────────────────────────────────
+  private reg(rest: string): string {
+    return `${this.prefix}:{reg}:${rest}`;
+  }
+  /** The lasting node record (hash). */
+  node(nodeId: string): string {
+    return this.reg(`node:${nodeId}`);
+  }
+  /** The live heartbeat hash; its TTL is the node's liveness. */
+  live(nodeId: string): string {
+    return this.reg(`live:${nodeId}`);
+  }
+  /** Prefix of `live()`, for scripts that visit many nodes' live hashes. */
+  get livePrefix(): string {
+    return this.reg('live:');
+  }
+  /** All registered nodes (zset, score = registration time). */
+  get nodes(): string {
+    return this.reg('nodes');
+  }
+  /** node_name -> node_id (hash), so names stay unique. */
+  get nodeNames(): string {
+    return this.reg('node-names');
+  }
+  /**
+   * The fit index: nodes scored by the free memory of their k-th freest healthy GPU of a family
+   * (zset). `family` is a GPU family or `any`; k = 0 holds every schedulable node.
+   */
+  fitIndex(family: string, k: number): string {
+    return this.reg(`fit:${family}:${k}`);
+  }
+  /** Job counters and GPU-hours of a node (hash). */
+  nodeStats(nodeId: string): string {
+    return this.reg(`stats:${nodeId}`);
+  }
+  /** Ids of cancelled jobs a node still has to stop (set). */
+  nodeCancels(nodeId: string): string {
+    return this.reg(`cancels:${nodeId}`);
+  }
+  /** An agent API key's record (hash), by the key's public id. */
+  apiKey(keyId: string): string {
+    return this.reg(`apikey:${keyId}`);
+  }
+  /** An agent process's record (hash). */
+  agent(agentId: string): string {
+    return this.reg(`agent:${agentId}`);
+  }
+
+  // ── job lookup and listings ───────────────────────────────────────────────────────────────
+  /** job id -> the queue (tier) that holds it (hash). */
+  get jobQueueIndex(): string {
+    return `${this.prefix}:{jobs}:where`;
+  }
+  /** All jobs, newest last (zset, score = creation time). */
+  get jobsAll(): string {
+    return `${this.prefix}:{jobs}:all`;
+  }
+  /** One user's jobs (zset, score = creation time). */
+  jobsOfUser(userId: string): string {
+    return `${this.prefix}:{jobs}:user:${userId}`;
+  }
+
+  // ── per tier: the BullMQ queue and its jobs' records ───────────────────────────────────────
+  /** BullMQ's `prefix` option for a tier's queue; BullMQ appends `:<queue name>:<suffix>`. */
+  queuePrefix(tier: string): string {
+    return `${this.prefix}:{${tier}}`;
+  }
+  /** BullMQ's hash of a job (layout owned by BullMQ; read by the status script). */
+  bullJob(tier: string, jobId: string): string {
+    return `${this.queuePrefix(tier)}:${tier}:${jobId}`;
+  }
+  /** BullMQ's lock on a job while a worker holds it; its value is the worker's token. */
+  bullLock(tier: string, jobId: string): string {
+    return `${this.bullJob(tier, jobId)}:lock`;
+  }
+  bullSet(tier: string, set: 'failed' | 'completed'): string {
+    return `${this.queuePrefix(tier)}:${tier}:${set}`;
+  }
+  /** ImagePod's record of a job (hash): what users see. */
+  jobRecord(tier: string, jobId: string): string {
+    return `${this.queuePrefix(tier)}:rec:${jobId}`;
+  }
+  /** A job's log lines (stream). */
+  jobLog(tier: string, jobId: string): string {
+    return `${this.queuePrefix(tier)}:log:${jobId}`;
+  }
+}

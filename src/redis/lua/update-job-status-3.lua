@@ -1,0 +1,69 @@
+--[[
+  Applies a status an agent (or an admin) reports for a job, atomically with the checks that
+  make it safe: the reporter holds the job's BullMQ lock, the job is assigned to its node, and
+  the move is allowed from the current status. A final status is written once.
+  KEYS[1] job record  KEYS[2] BullMQ lock of the job  KEYS[3] job log stream
+  ARGV[1] new status  ARGV[2] reporting node id ('' for an admin)
+  ARGV[3] lock token  ARGV[4] '1' when the token must match the lock
+  ARGV[5] statuses allowed before the new one (csv)  ARGV[6] fields to set (json of strings)
+  ARGV[7] now ms  ARGV[8] retention seconds (applied once final)
+  Returns one of
+    {'ok', previous status, final ('1'|'0')}   the status was applied
+    {'retry', previous status, failures}       a failure with retries left: the job is queued again
+    {'dup', current status}                    the same final report again: nothing changed
+    {'err', code, current status}              code: not_found | lock_lost | not_assigned | conflict
+]]
+-- @include hash
+-- @include job-status
+local rec, lock = KEYS[1], KEYS[2]
+local newStatus, reporter, token = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', rec) == 0 then return {'err', 'not_found', ''} end
+local cur = redis.call('HMGET', rec, 'status', 'node_id', 'finished_at', 'failures', 'max_retries')
+local status, node = cur[1], cur[2] or ''
+
+if ARGV[4] == '1' and redis.call('GET', lock) ~= token then return {'err', 'lock_lost', status} end
+if newStatus ~= 'assigned' and reporter ~= '' and node ~= reporter then return {'err', 'not_assigned', status} end
+
+if FINAL[status] then
+  if status == newStatus and (reporter == '' or node == reporter) then
+    -- A job cancelled while it ran ends when its agent confirms the container stopped.
+    if not cur[3] then
+      hsetFromJson(rec, ARGV[6])
+      redis.call('HSET', rec, 'finished_at', ARGV[7], 'updated_at', ARGV[7])
+      redis.call('EXPIRE', rec, ARGV[8])
+      redis.call('EXPIRE', KEYS[3], ARGV[8])
+      return {'ok', status, '1'}
+    end
+    return {'dup', status}
+  end
+  return {'err', 'conflict', status}
+end
+if not csvSet(ARGV[5])[status] then return {'err', 'conflict', status} end
+
+if newStatus == 'assigned' then
+  redis.call('HDEL', rec, 'started_at', 'progress', 'exit_code', 'status_message', 'status_reason')
+  redis.call('HINCRBY', rec, 'attempts', 1)
+  redis.call('HSET', rec, 'node_id', reporter, 'assigned_at', ARGV[7])
+end
+
+local failures = tonumber(cur[4] or '0')
+if (newStatus == 'failed' or newStatus == 'timed_out') and failures < tonumber(cur[5] or '0') then
+  hsetFromJson(rec, ARGV[6])
+  redis.call('HSET', rec, 'status', 'queued', 'failures', failures + 1, 'updated_at', ARGV[7])
+  redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
+  return {'retry', status, tostring(failures + 1)}
+end
+
+hsetFromJson(rec, ARGV[6])
+redis.call('HSET', rec, 'status', newStatus, 'updated_at', ARGV[7])
+if newStatus == 'running' and not redis.call('HGET', rec, 'started_at') then
+  redis.call('HSET', rec, 'started_at', ARGV[7])
+end
+local final = '0'
+if FINAL[newStatus] then
+  final = '1'
+  redis.call('HSET', rec, 'finished_at', ARGV[7])
+  redis.call('EXPIRE', rec, ARGV[8])
+  redis.call('EXPIRE', KEYS[3], ARGV[8])
+end
+return {'ok', status, final}

@@ -1,0 +1,75 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+
+/**
+ * ImagePod's Lua scripts, one file each in `lua/` named `<name>-<number of keys>.lua` (BullMQ's
+ * convention). `-- @include x` pulls in `lua/includes/x.lua` once, so shared helpers live in one
+ * place. Scripts run through ioredis' EVALSHA-with-fallback.
+ */
+const LUA_DIR = join(dirname(fileURLToPath(import.meta.url)), 'lua');
+
+export const ScriptName = {
+  RegisterNode: 'registerNode',
+  Heartbeat: 'heartbeat',
+  SetAdminState: 'setAdminState',
+  DeleteNode: 'deleteNode',
+  AvailableNodes: 'availableNodes',
+  UpdateJobStatus: 'updateJobStatus',
+  CancelJob: 'cancelJob',
+  JobView: 'jobView',
+  AppendJobLog: 'appendJobLog',
+} as const;
+export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
+
+interface LoadedScript {
+  readonly lua: string;
+  readonly numberOfKeys: number;
+}
+
+let loaded: ReadonlyMap<ScriptName, LoadedScript> | undefined;
+
+function camel(kebab: string): string {
+  return kebab.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function expandIncludes(source: string, seen: Set<string>): string {
+  return source.replace(/^-- @include ([a-z-]+)$/gm, (_, name: string) => {
+    if (seen.has(name)) return '';
+    seen.add(name);
+    return expandIncludes(readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'), seen);
+  });
+}
+
+function loadAll(): ReadonlyMap<ScriptName, LoadedScript> {
+  const known = new Set<string>(Object.values(ScriptName));
+  const out = new Map<ScriptName, LoadedScript>();
+  for (const file of readdirSync(LUA_DIR)) {
+    const m = /^([a-z-]+)-(\d+)\.lua$/.exec(file);
+    if (!m?.[1] || !m[2]) continue;
+    const name = camel(m[1]);
+    if (!known.has(name)) throw new Error(`lua/${file} has no entry in ScriptName`);
+    const lua = expandIncludes(readFileSync(join(LUA_DIR, file), 'utf8'), new Set());
+    out.set(name as ScriptName, { lua, numberOfKeys: Number(m[2]) });
+  }
+  for (const name of known) if (!out.has(name as ScriptName)) throw new Error(`no Lua file for script ${name}`);
+  return out;
+}
+
+type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
+
+/** Defines every script on a connection; call once per connection before `runScript`. */
+export function defineScripts(redis: Redis): void {
+  loaded ??= loadAll();
+  for (const [name, s] of loaded) {
+    if (typeof (redis as unknown as Record<string, unknown>)[name] === 'function') continue;
+    redis.defineCommand(name, { lua: s.lua, numberOfKeys: s.numberOfKeys });
+  }
+}
+
+export function runScript(redis: Redis, name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  const fn = (redis as unknown as Record<string, ScriptFn | undefined>)[name];
+  if (fn === undefined) throw new Error(`script ${name} is not defined on this connection`);
+  return fn.call(redis, ...keys, ...args);
+}

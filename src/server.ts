@@ -1,0 +1,73 @@
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { ApiConfig } from './config/api-config.js';
+import { TierTable } from './domain/tiers.js';
+import { createApp } from './http/app.js';
+import { configurePassport } from './http/auth.js';
+import type { RouteContext } from './http/context.js';
+import { createRedis } from './redis/connection.js';
+import { Keys } from './redis/keys.js';
+import { Credentials } from './services/credentials.js';
+import { JobQueues } from './services/job-queues.js';
+import { JobService } from './services/job-service.js';
+import { NodeRegistry } from './services/node-registry.js';
+
+export interface ApiServer {
+  readonly server: Server;
+  readonly url: string;
+  readonly context: RouteContext;
+  readonly queues: JobQueues;
+  close(): Promise<void>;
+}
+
+/** Wires the API together and listens. Used by `main.ts`, tests and benchmarks alike. */
+export async function startApiServer(config: ApiConfig, logger: Logger): Promise<ApiServer> {
+  const redis = createRedis(config.redisUrl, 'api', 'imagepod-api');
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
+  const keys = new Keys(config.keyPrefix);
+  const tiers = new TierTable(config.tierBoundsMiB);
+  const credentials = new Credentials(redis, keys, config.registrationToken);
+  const nodes = new NodeRegistry(redis, keys, credentials, {
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    heartbeatTtlMs: config.heartbeatTtlMs,
+  });
+  const queues = new JobQueues(redis, keys, tiers, config.jobRetentionSeconds);
+  const jobs = new JobService(redis, keys, tiers, queues, nodes, config.limits, config.jobRetentionSeconds);
+
+  const context: RouteContext = {
+    config,
+    passport: configurePassport(config, credentials),
+    nodes,
+    jobs,
+    logger,
+    blockingConnection: () => {
+      const c = redis.duplicate({ enableAutoPipelining: false, maxRetriesPerRequest: null });
+      c.on('error', () => {});
+      return c;
+    },
+    ping: async () => {
+      await redis.ping();
+    },
+  };
+  const app = createApp(context);
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(config.port, config.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+
+  return {
+    server,
+    url: `http://${host}:${port}`,
+    context,
+    queues,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await queues.close();
+      redis.disconnect();
+    },
+  };
+}

@@ -1,0 +1,59 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { JobPayload } from '../domain/schemas/job.js';
+import type { TierTable } from '../domain/tiers.js';
+import type { Keys } from '../redis/keys.js';
+
+/** BullMQ priorities run 1 (first) upward; ImagePod's run 0..MAX_PRIORITY with higher first. */
+export const MAX_PRIORITY = 1000;
+export const bullPriority = (priority: number): number => MAX_PRIORITY + 1 - priority;
+
+/**
+ * One BullMQ queue per tier. The queue name is the tier name and the prefix carries the tier's
+ * hash tag, so a tier's keys share one Redis Cluster slot.
+ */
+export class JobQueues {
+  private readonly queues = new Map<string, Queue<JobPayload>>();
+
+  constructor(
+    redis: Redis,
+    keys: Keys,
+    tiers: TierTable,
+    private readonly retentionSeconds: number,
+  ) {
+    for (const t of tiers.all) {
+      this.queues.set(t.name, new Queue<JobPayload>(t.name, { connection: redis, prefix: keys.queuePrefix(t.name) }));
+    }
+  }
+
+  get all(): readonly Queue<JobPayload>[] {
+    return [...this.queues.values()];
+  }
+
+  get(tier: string): Queue<JobPayload> {
+    const q = this.queues.get(tier);
+    if (q === undefined) throw new Error(`no queue for tier ${tier}`);
+    return q;
+  }
+
+  async enqueue(payload: JobPayload): Promise<void> {
+    // attempts: 1 because ImagePod, not BullMQ, decides retries: an agent reports a failure and
+    // the API answers whether the job goes back to the queue (see update-job-status.lua).
+    await this.get(payload.tier).add(payload.spec.job_name.slice(0, 100), payload, {
+      jobId: payload.job_id,
+      priority: bullPriority(payload.spec.priority),
+      attempts: 1,
+      removeOnComplete: { age: this.retentionSeconds },
+      removeOnFail: { age: this.retentionSeconds },
+    });
+  }
+
+  /** Removes a job that no worker holds. False when it is locked (a worker took it meanwhile). */
+  async removeWaiting(tier: string, jobId: string): Promise<boolean> {
+    return (await this.get(tier).remove(jobId)) === 1;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all.map((q) => q.close()));
+  }
+}
