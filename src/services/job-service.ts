@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { ConflictError, type FieldProblem, NotFoundError, UnavailableError, ValidationError } from '../domain/errors.js';
+import { ConflictError, type FieldProblem, ForbiddenError, NotFoundError, UnavailableError, ValidationError } from '../domain/errors.js';
 import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
 import { isAdmin, type Principal } from '../domain/roles.js';
 import type { Page } from '../domain/schemas/common.js';
@@ -177,6 +177,9 @@ export class JobService {
   async list(p: Principal, filter: JobListFilter, limit: number, cursor: string | undefined): Promise<Page<JobView>> {
     if (p.kind !== 'user') throw new NotFoundError('job list');
     const admin = isAdmin(p);
+    if (!admin && filter.user_id !== undefined && filter.user_id !== p.userId) {
+      throw new ForbiddenError("only admins list other users' jobs");
+    }
     const owner = admin ? filter.user_id : p.userId;
     const key = owner === undefined ? this.keys.jobsAll : this.keys.jobsOfUser(owner);
     const after = decodeScoreCursor(cursor);
@@ -222,7 +225,7 @@ export class JobService {
       this.redis,
       ScriptName.CancelJob,
       [k.jobRecord(rec.tier, id), k.jobLog(rec.tier, id)],
-      [Date.now(), this.retentionSeconds],
+      [Date.now(), this.retentionSeconds, this.limits.jobLogLines],
     )) as [string, string, string];
     if (res[0] === 'err') {
       if (res[1] === 'not_found') throw new NotFoundError(`job ${id}`);
@@ -244,7 +247,7 @@ export class JobService {
    */
   async report(p: Principal, id: string, body: JobStatusReport): Promise<JobView> {
     const agent = p.kind === 'agent' ? p : null;
-    if (agent === null && !isAdmin(p)) throw new NotFoundError(`job ${id}`);
+    if (agent === null && !isAdmin(p)) throw new ForbiddenError('job status is reported by agents (or set by an admin)');
     if (agent !== null && body.lock_token === undefined) {
       throw ValidationError.field('lock_token', 'agents must present the lock token of their claim');
     }
@@ -280,6 +283,7 @@ export class JobService {
         JSON.stringify(fields),
         now,
         this.retentionSeconds,
+        this.limits.jobLogLines,
       ],
     )) as string[];
 
@@ -323,7 +327,7 @@ export class JobService {
   }
 
   async appendLogs(p: Principal, id: string, body: JobLogAppend): Promise<number> {
-    if (p.kind !== 'agent' && !isAdmin(p)) throw new NotFoundError(`job ${id}`);
+    if (p.kind !== 'agent' && !isAdmin(p)) throw new ForbiddenError('job logs are written by agents');
     const tier = await this.redis.hget(this.keys.jobQueueIndex, id);
     if (tier === null) throw new NotFoundError(`job ${id}`);
     const now = Date.now();

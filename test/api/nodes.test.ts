@@ -50,7 +50,10 @@ describe('POST /nodes/register', () => {
     ['price_per_gpu_hour', { price_per_gpu_hour: -1 }],
     ['surprise', { surprise: true }],
   ])('names the bad field %s', async (field, patch) => {
-    const r = await t.req('POST', '/nodes/register', { token: t.registrationToken, body: { ...RTX_4090_NODE, node_name: 'bad-input', ...patch } });
+    const r = await t.req('POST', '/nodes/register', {
+      token: t.registrationToken,
+      body: { ...RTX_4090_NODE, node_name: 'bad-input', ...patch },
+    });
     expect(r.status).toBe(400);
     expect(r.body.error).toBe('validation_failed');
     expect(r.body.fields.map((f: { field: string }) => f.field)).toContain(field);
@@ -134,9 +137,9 @@ describe('heartbeats and liveness', () => {
     });
     expect(r.status).toBe(200);
     const ids = async (count: number) =>
-      (await t.req('GET', `/available-nodes/?gpu_memory_required=1000&gpu_count=${count}&gpu_type=RTX%204090`, { token: t.tokens.alice })).body.items.map(
-        (n: { node_id: string }) => n.node_id,
-      );
+      (
+        await t.req('GET', `/available-nodes/?gpu_memory_required=1000&gpu_count=${count}&gpu_type=RTX%204090`, { token: t.tokens.alice })
+      ).body.items.map((n: { node_id: string }) => n.node_id);
     expect(await ids(1)).toContain(nodeId);
     expect(await ids(2)).not.toContain(nodeId);
     const node = (await t.req('GET', `/nodes/${nodeId}`, { token: t.tokens.alice })).body;
@@ -200,7 +203,9 @@ describe('cordon, drain, delete', () => {
     const fit = await t.redis.zscore(`${t.prefix}:{reg}:fit:any:1`, nodeId);
     expect(fit).toBeNull();
     // The name is free again.
-    expect((await t.req('POST', '/nodes/register', { token: t.registrationToken, body: { ...RTX_4090_NODE, node_name: 'delete-me' } })).status).toBe(201);
+    expect(
+      (await t.req('POST', '/nodes/register', { token: t.registrationToken, body: { ...RTX_4090_NODE, node_name: 'delete-me' } })).status,
+    ).toBe(201);
   });
 
   it('unknown and malformed node ids', async () => {
@@ -219,7 +224,9 @@ describe('GET /nodes/ and stats', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const r = await t.req('GET', `/nodes/?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { token: t.tokens.alice });
+      const r: { status: number; body: any } = await t.req('GET', `/nodes/?limit=2${cursor ? `&cursor=${cursor}` : ''}`, {
+        token: t.tokens.alice,
+      });
       expect(r.status).toBe(200);
       expect(r.body.items.length).toBeLessThanOrEqual(2);
       seen.push(...r.body.items.map((n: { node_id: string }) => n.node_id));
@@ -275,7 +282,11 @@ describe('agents', () => {
       body: { agent_version: '0.1.0', executor: 'docker', node: { ...RTX_4090_NODE, node_name: 'agent-node' } },
     });
     expect(r.status).toBe(201);
-    expect(r.body).toMatchObject({ agent_id: expect.stringMatching(/^agent-/), node_id: expect.stringMatching(/^gpu-/), heartbeat_interval_ms: 200 });
+    expect(r.body).toMatchObject({
+      agent_id: expect.stringMatching(/^agent-/),
+      node_id: expect.stringMatching(/^gpu-/),
+      heartbeat_interval_ms: 200,
+    });
     const { agent_id, node_id, api_key } = r.body;
     await heartbeat(t, node_id, api_key, { ...beat, running_job_ids: [] });
     const self = await t.req('GET', `/agents/${agent_id}`, { token: api_key });

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { loadApiConfig } from '../../src/config/api-config.js';
 import { mintToken } from '../../src/cli/mint-token.js';
+import { loadApiConfig } from '../../src/config/api-config.js';
 import { API_BASE } from '../../src/http/app.js';
 import { type ApiServer, startApiServer } from '../../src/server.js';
 import { type CallOptions, call, type Reply } from './http.js';

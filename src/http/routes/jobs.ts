@@ -108,17 +108,21 @@ async function followLogs(
     while (open) {
       const reply = await conn.xread('COUNT', 500, 'BLOCK', 2000, 'STREAMS', streamKey, last);
       const entries = reply?.[0]?.[1] ?? [];
+      let sawSystemLine = false;
       for (const [id, kv] of entries) {
-        send('line', toLogLine(id, kv), id);
+        const line = toLogLine(id, kv);
+        send('line', line, id);
+        sawSystemLine ||= line.stream === 'system';
         last = id;
       }
-      if (entries.length === 0) {
+      // The API writes a system line when a job ends, so that is when to look; else on idle.
+      if (entries.length === 0 || sawSystemLine) {
         const status = await ended();
         if (status !== null) {
           send('end', { status });
           break;
         }
-        res.write(': keepalive\n\n');
+        if (entries.length === 0) res.write(': keepalive\n\n');
       }
     }
   } catch (err) {

@@ -2,7 +2,7 @@
   Marks a job cancelled. A queued job ends now; a job a node holds ends when its agent
   confirms the container stopped (its 'cancelled' report sets finished_at).
   KEYS[1] job record  KEYS[2] job log stream
-  ARGV[1] now ms  ARGV[2] retention seconds
+  ARGV[1] now ms  ARGV[2] retention seconds  ARGV[3] log cap (lines)
   Returns {'ok', previous status, node id or ''} or {'err', code, current status}.
 ]]
 -- @include job-status
@@ -14,6 +14,6 @@ redis.call('HSET', KEYS[1], 'status', 'cancelled', 'status_reason', 'cancelled_b
 if cur[1] == 'queued' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  endLog(KEYS[2], 'cancelled', ARGV[1], ARGV[3], ARGV[2])
 end
 return {'ok', cur[1], cur[2] or ''}

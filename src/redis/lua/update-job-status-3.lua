@@ -6,7 +6,7 @@
   ARGV[1] new status  ARGV[2] reporting node id ('' for an admin)
   ARGV[3] lock token  ARGV[4] '1' when the token must match the lock
   ARGV[5] statuses allowed before the new one (csv)  ARGV[6] fields to set (json of strings)
-  ARGV[7] now ms  ARGV[8] retention seconds (applied once final)
+  ARGV[7] now ms  ARGV[8] retention seconds (applied once final)  ARGV[9] log cap (lines)
   Returns one of
     {'ok', previous status, final ('1'|'0')}   the status was applied
     {'retry', previous status, failures}       a failure with retries left: the job is queued again
@@ -30,8 +30,8 @@ if FINAL[status] then
     if not cur[3] then
       hsetFromJson(rec, ARGV[6])
       redis.call('HSET', rec, 'finished_at', ARGV[7], 'updated_at', ARGV[7])
+      endLog(KEYS[3], status, ARGV[7], ARGV[9], ARGV[8])
       redis.call('EXPIRE', rec, ARGV[8])
-      redis.call('EXPIRE', KEYS[3], ARGV[8])
       return {'ok', status, '1'}
     end
     return {'dup', status}
@@ -64,6 +64,6 @@ if FINAL[newStatus] then
   final = '1'
   redis.call('HSET', rec, 'finished_at', ARGV[7])
   redis.call('EXPIRE', rec, ARGV[8])
-  redis.call('EXPIRE', KEYS[3], ARGV[8])
+  endLog(KEYS[3], newStatus, ARGV[7], ARGV[9], ARGV[8])
 end
 return {'ok', status, final}
