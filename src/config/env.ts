@@ -14,46 +14,36 @@ export class ConfigError extends Error {
   }
 }
 
-/** An unset or blank variable is absent, so `FOO=` in an env file means "use the default". */
-const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+export const envString = () => z.string();
 
-export const envString = () => z.preprocess(blankToUndefined, z.string());
+export const envInt = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 
-export const envInt = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.preprocess(blankToUndefined, z.coerce.number().int().min(min).max(max));
+export const envNumber = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().min(min).max(max);
 
-export const envNumber = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.preprocess(blankToUndefined, z.coerce.number().min(min).max(max));
-
-export const envBool = () =>
-  z.preprocess(
-    blankToUndefined,
-    z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes'),
-  );
+export const envBool = () => z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 /** `a=b,c=d` into a record; used for labels and the like. */
 export const envKeyValues = () =>
-  z.preprocess(
-    blankToUndefined,
-    z.string().transform((s, ctx) => {
-      const out: Record<string, string> = {};
-      for (const part of s.split(',')) {
-        const item = part.trim();
-        if (item === '') continue;
-        const eq = item.indexOf('=');
-        if (eq <= 0) {
-          ctx.addIssue({ code: 'custom', message: `expected key=value, got "${item}"` });
-          return z.NEVER;
-        }
-        out[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+  z.string().transform((s, ctx) => {
+    const out: Record<string, string> = {};
+    for (const part of s.split(',')) {
+      const item = part.trim();
+      if (item === '') continue;
+      const eq = item.indexOf('=');
+      if (eq <= 0) {
+        ctx.addIssue({ code: 'custom', message: `expected key=value, got "${item}"` });
+        return z.NEVER;
       }
-      return out;
-    }),
-  );
+      out[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+    }
+    return out;
+  });
 
 /** Parses `env` with `schema`; on failure throws one ConfigError that names every bad variable. */
 export function parseEnv<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
-  const result = schema.safeParse(env);
+  // An unset or blank variable is absent, so `FOO=` in an env file means "use the default".
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
+  const result = schema.safeParse(present);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const name = issue.path.map(String).join('.') || '(environment)';

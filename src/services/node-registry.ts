@@ -63,8 +63,9 @@ export class NodeRegistry {
     private readonly options: NodeRegistryOptions,
   ) {}
 
+  /** A node registered on its own still gets an agent record: the process that will drive it. */
   async registerNode(body: NodeRegisterBody): Promise<RegisteredNode> {
-    return this.register(body, null);
+    return this.register(body, { agent_name: body.node_name, agent_version: 'unknown', executor: '' });
   }
 
   async registerAgent(body: AgentRegisterBody): Promise<RegisteredNode> {
@@ -77,7 +78,7 @@ export class NodeRegistry {
 
   private async register(
     body: NodeRegisterBody,
-    agent: { agent_name: string; agent_version: string; executor: string } | null,
+    agent: { agent_name: string; agent_version: string; executor: string },
   ): Promise<RegisteredNode> {
     const now = Date.now();
     const gpus = gpuSpecsFrom(body);
@@ -108,7 +109,7 @@ export class NodeRegistry {
       api_key_key: this.keys.apiKey(key.keyId),
       agent_key: this.keys.agent(agentId),
     };
-    const agentFields = agent && {
+    const agentFields = {
       agent_id: agentId,
       node_id: nodeId,
       registered_at: String(now),
@@ -118,7 +119,7 @@ export class NodeRegistry {
       this.redis,
       ScriptName.RegisterNode,
       [this.keys.nodeNames, this.keys.nodes, this.keys.node(nodeId), this.keys.apiKey(key.keyId), this.keys.agent(agentId)],
-      [body.node_name, nodeId, now, JSON.stringify(fields), JSON.stringify(key.record), agentFields ? JSON.stringify(agentFields) : ''],
+      [body.node_name, nodeId, now, JSON.stringify(fields), JSON.stringify(key.record), JSON.stringify(agentFields)],
     )) as [number, string?];
     if (res[0] === 0) {
       throw new ConflictError(
@@ -277,33 +278,40 @@ export class NodeRegistry {
       throw ValidationError.field('gpu_count', 'must be at least 1 when gpu_memory_required > 0');
     }
     const families = q.gpu_type === undefined || gpuCount === 0 ? ['any'] : gpuFamilies(q.gpu_type);
-    const perFamily = await Promise.all(
-      families.map(async (family) => {
-        const res = (await runScript(
-          this.redis,
-          ScriptName.AvailableNodes,
-          [this.keys.fitIndex(family, gpuCount)],
-          [q.gpu_memory_required, q.cpu_cores_required, q.memory_required, 0, offset + limit, this.keys.livePrefix],
-        )) as [string[], string[], number];
-        return { ids: res[0], scores: res[1].map(Number), more: res[2] === 1 };
-      }),
-    );
-    // Merge the families' best-fit orders; a node of two families appears once.
-    const merged: { id: string; score: number }[] = [];
-    const seen = new Set<string>();
-    for (const f of perFamily) {
-      f.ids.forEach((id, i) => {
-        if (!seen.has(id)) {
-          seen.add(id);
-          merged.push({ id, score: f.scores[i] ?? 0 });
+    const wanted = offset + limit;
+    // One walk per family asked for; a class ("H100|H200") merges them, each node at its best
+    // fit. Nodes of two families can collapse, so fetch deeper until the page is known.
+    for (let depth = wanted; ; depth *= 2) {
+      const perFamily = await Promise.all(families.map((family) => this.walkFitIndex(family, gpuCount, q, depth)));
+      const best = new Map<string, number>();
+      for (const f of perFamily) {
+        for (const [i, id] of f.ids.entries()) {
+          const score = f.scores[i] ?? 0;
+          const seen = best.get(id);
+          if (seen === undefined || score < seen) best.set(id, score);
         }
-      });
+      }
+      const more = perFamily.some((f) => f.more);
+      if (best.size < wanted && more) continue;
+      const ranked = [...best].sort(([a, x], [b, y]) => x - y || (a < b ? -1 : a > b ? 1 : 0));
+      const views = (await this.loadViews(ranked.slice(offset, wanted).map(([id]) => id))).filter((v): v is NodeView => v !== null);
+      return { items: views, next_cursor: ranked.length > wanted || more ? encodeCursor({ offset: wanted }) : null };
     }
-    merged.sort((a, b) => a.score - b.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const pageIds = merged.slice(offset, offset + limit).map((m) => m.id);
-    const more = merged.length > offset + limit || perFamily.some((f) => f.more);
-    const views = (await this.loadViews(pageIds)).filter((v): v is NodeView => v !== null);
-    return { items: views, next_cursor: more ? encodeCursor({ offset: offset + limit }) : null };
+  }
+
+  private async walkFitIndex(
+    family: string,
+    gpuCount: number,
+    q: AvailableNodesQuery,
+    limit: number,
+  ): Promise<{ ids: string[]; scores: number[]; more: boolean }> {
+    const res = (await runScript(
+      this.redis,
+      ScriptName.AvailableNodes,
+      [this.keys.fitIndex(family, gpuCount)],
+      [q.gpu_memory_required, q.cpu_cores_required, q.memory_required, 0, limit, this.keys.livePrefix],
+    )) as [string[], string[], number];
+    return { ids: res[0], scores: res[1].map(Number), more: res[2] === 1 };
   }
 
   async setAdminState(nodeId: string, state: NodeAdminState): Promise<NodeView> {

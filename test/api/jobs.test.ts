@@ -120,9 +120,16 @@ describe('POST /jobs/', () => {
     const bad = await t.req('POST', '/jobs/', { token: t.tokens.alice, raw: '{"docker_image": ' });
     expect(bad.status).toBe(400);
     expect(bad.body.fields).toEqual([{ field: 'body', message: 'not valid JSON' }]);
-    const big = await t.req('POST', '/jobs/', { token: t.tokens.alice, raw: JSON.stringify({ ...SEED_JOB, input_data: 'x'.repeat(3 * 1024 * 1024) }) });
+    const big = await t.req('POST', '/jobs/', {
+      token: t.tokens.alice,
+      raw: JSON.stringify({ ...SEED_JOB, input_data: 'x'.repeat(3 * 1024 * 1024) }),
+    });
     expect(big.status).toBe(413);
-    const form = await t.req('POST', '/jobs/', { token: t.tokens.alice, raw: 'a=b', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const form = await t.req('POST', '/jobs/', {
+      token: t.tokens.alice,
+      raw: 'a=b',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     expect(form.status).toBe(400);
     expect(await t.redis.zcard(`${t.prefix}:{jobs}:all`)).toBe(before);
   });
@@ -243,7 +250,14 @@ describe('the job lifecycle as agents report it', () => {
     expect((await report({ status: 'running', lock_token: token }, t.tokens.alice)).status).toBe(403);
     expect((await report({ status: 'finished', lock_token: token }, node.apiKey)).status).toBe(400);
     expect((await report({ status: 'running', lock_token: token, progress: 101 }, node.apiKey)).status).toBe(400);
-    expect((await t.req('POST', '/jobs/00000000-0000-4000-8000-000000000000/status', { token: node.apiKey, body: { status: 'running', lock_token: token } })).status).toBe(404);
+    expect(
+      (
+        await t.req('POST', '/jobs/00000000-0000-4000-8000-000000000000/status', {
+          token: node.apiKey,
+          body: { status: 'running', lock_token: token },
+        })
+      ).status,
+    ).toBe(404);
     // An admin may end a job by hand, but not invent progress.
     expect((await report({ status: 'running' }, t.tokens.admin)).status).toBe(400);
     expect((await report({ status: 'failed', error_message: 'ended by an operator' }, t.tokens.admin)).body.status).toBe('failed');
@@ -314,12 +328,20 @@ describe('cancel', () => {
     expect(c.body).toMatchObject({ status: 'cancelled', completed_at: null });
     expect((await heartbeat(t, node.nodeId, node.apiKey, beat)).body.cancel_job_ids).toEqual([job.id]);
     // Progress reports are refused now, which also tells the agent to stop.
-    expect((await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'running', lock_token: token } })).status).toBe(409);
-    const ack = await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'cancelled', lock_token: token, exit_code: 137 } });
+    expect(
+      (await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'running', lock_token: token } })).status,
+    ).toBe(409);
+    const ack = await t.req('POST', `/jobs/${job.id}/status`, {
+      token: node.apiKey,
+      body: { status: 'cancelled', lock_token: token, exit_code: 137 },
+    });
     expect(ack.status).toBe(200);
     expect(ack.body.completed_at).not.toBeNull();
     expect((await heartbeat(t, node.nodeId, node.apiKey, beat)).body.cancel_job_ids).toEqual([]);
-    expect((await t.req('GET', `/nodes/${node.nodeId}/stats`, { token: t.tokens.alice })).body).toMatchObject({ jobs_run: 1, jobs_cancelled: 1 });
+    expect((await t.req('GET', `/nodes/${node.nodeId}/stats`, { token: t.tokens.alice })).body).toMatchObject({
+      jobs_run: 1,
+      jobs_cancelled: 1,
+    });
   });
 });
 
@@ -330,9 +352,17 @@ describe('logs', () => {
     const job = await submit(t.tokens.alice, { docker_image: 'busybox', gpu_memory_required: 100 });
     const { token } = await claimer.claim('gpu-8g');
     await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token } });
-    const append = (lines: { stream: string; text: string }[], key = node.apiKey) => t.req('POST', `/jobs/${job.id}/logs`, { token: key, body: { lines } });
+    const append = (lines: { stream: string; text: string }[], key = node.apiKey) =>
+      t.req('POST', `/jobs/${job.id}/logs`, { token: key, body: { lines } });
 
-    expect((await append([{ stream: 'stdout', text: 'line 1' }, { stream: 'stderr', text: 'line 2' }])).status).toBe(202);
+    expect(
+      (
+        await append([
+          { stream: 'stdout', text: 'line 1' },
+          { stream: 'stderr', text: 'line 2' },
+        ])
+      ).status,
+    ).toBe(202);
     expect((await append([{ stream: 'stdout', text: 'x' }], t.tokens.alice)).status).toBe(403);
     const other = await registerNode(t, { ...RTX_4090_NODE, node_name: 'log-other' });
     expect((await append([{ stream: 'stdout', text: 'x' }], other.apiKey)).status).toBe(404);
