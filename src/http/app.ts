@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import { pinoHttp } from 'pino-http';
+import { authenticate } from './auth.js';
 import type { RouteContext } from './context.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { agentRoutes } from './routes/agents.js';
@@ -37,6 +38,7 @@ export function createApp(ctx: RouteContext): Express {
   app.use(express.json({ limit: ctx.config.limits.bodyBytes, strict: true }));
 
   const api = express.Router();
+  api.use(authenticate(ctx.passport));
   api.use(nodeRoutes(ctx));
   api.use(jobRoutes(ctx));
   api.use(agentRoutes(ctx));

@@ -4,7 +4,7 @@ import { ExtractJwt, Strategy as JwtStrategy, type StrategyOptionsWithoutRequest
 import { Strategy as PassportStrategy } from 'passport-strategy';
 import type { ApiConfig } from '../config/api-config.js';
 import { ForbiddenError, UnauthorizedError } from '../domain/errors.js';
-import { isAdmin, type Principal, ROLES, type Role } from '../domain/roles.js';
+import { isAdmin, type Principal, ROLES } from '../domain/roles.js';
 import { Credentials } from '../services/credentials.js';
 
 /**
@@ -85,8 +85,13 @@ declare global {
   }
 }
 
-/** Authenticates with any of `kinds`; 401 with our error body when none accepts the token. */
-export function authenticate(p: passport.PassportStatic, ...kinds: AuthKind[]): RequestHandler {
+/**
+ * Establishes who is calling from whichever credential the bearer token is; 401 when none
+ * accepts it. Which callers a route admits is the route's `allow(...)` guard, so a valid
+ * credential of the wrong kind gets 403, not 401.
+ */
+export function authenticate(p: passport.PassportStatic): RequestHandler {
+  const kinds = [AuthKind.Jwt, AuthKind.AgentKey, AuthKind.Registration];
   return (req: Request, res: Response, next: NextFunction) => {
     p.authenticate(kinds, { session: false }, (err: unknown, user: Principal | false) => {
       if (err) return next(err);
@@ -105,22 +110,40 @@ export function principalOf(req: Request): Principal {
   return req.principal;
 }
 
-/** Lets through people of one of `roles` (admin passes every role check). */
-export function requireRole(...roles: Role[]): RequestHandler {
-  return (req, _res, next) => {
-    const p = principalOf(req);
-    if (p.kind !== 'user') return next(new ForbiddenError('this route is for people, not agents'));
-    if (isAdmin(p) || roles.includes(p.role)) return next();
-    next(new ForbiddenError(`requires role ${roles.join(' or ')}`));
-  };
-}
+/** Caller kinds a route admits. `user` admits any person (admins too); `admin` only admins. */
+export const Caller = {
+  User: 'user',
+  Admin: 'admin',
+  Agent: 'agent',
+  Registrar: 'registrar',
+} as const;
+export type Caller = (typeof Caller)[keyof typeof Caller];
 
-export const requireAdmin: RequestHandler = (req, _res, next) => {
-  const p = principalOf(req);
-  next(isAdmin(p) ? undefined : new ForbiddenError('requires role admin'));
+const DESCRIBE: Record<Caller, string> = {
+  user: 'a person (JWT)',
+  admin: 'an admin (JWT with role admin)',
+  agent: 'an agent key',
+  registrar: 'the registration token',
 };
 
-/** On routes meant for machines (agents, registration), a person must be an admin. */
-export function adminIfPerson(p: Principal): void {
-  if (p.kind === 'user' && !isAdmin(p)) throw new ForbiddenError('requires role admin');
+function admits(p: Principal, caller: Caller): boolean {
+  switch (caller) {
+    case Caller.User:
+      return p.kind === 'user';
+    case Caller.Admin:
+      return isAdmin(p);
+    case Caller.Agent:
+      return p.kind === 'agent';
+    case Caller.Registrar:
+      return p.kind === 'registrar';
+  }
+}
+
+/** A route guard: 403 unless the authenticated caller is of one of these kinds. */
+export function allow(...callers: Caller[]): RequestHandler {
+  const needs = callers.map((c) => DESCRIBE[c]).join(' or ');
+  return (req, _res, next) => {
+    const p = principalOf(req);
+    next(callers.some((c) => admits(p, c)) ? undefined : new ForbiddenError(`this route requires ${needs}`));
+  };
 }

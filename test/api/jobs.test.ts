@@ -134,11 +134,12 @@ describe('POST /jobs/', () => {
     expect(await t.redis.zcard(`${t.prefix}:{jobs}:all`)).toBe(before);
   });
 
-  it('needs a person: no token 401, an agent key 401, a bad token 401', async () => {
+  it('needs a person: no or a bad token 401, an agent key or the registration token 403', async () => {
     const { apiKey } = await registerNode(t, { ...RTX_4090_NODE, node_name: 'submitter' });
     expect((await t.req('POST', '/jobs/', { body: CPU_JOB })).status).toBe(401);
-    expect((await t.req('POST', '/jobs/', { token: apiKey, body: CPU_JOB })).status).toBe(401);
-    expect((await t.req('POST', '/jobs/', { token: t.registrationToken, body: CPU_JOB })).status).toBe(401);
+    expect((await t.req('POST', '/jobs/', { token: 'nope', body: CPU_JOB })).status).toBe(401);
+    expect((await t.req('POST', '/jobs/', { token: apiKey, body: CPU_JOB })).status).toBe(403);
+    expect((await t.req('POST', '/jobs/', { token: t.registrationToken, body: CPU_JOB })).status).toBe(403);
   });
 });
 

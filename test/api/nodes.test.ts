@@ -293,7 +293,7 @@ describe('agents', () => {
     expect(self.status).toBe(200);
     expect(self.body).toMatchObject({ agent_id, node_id, agent_version: '0.1.0', executor: 'docker', status: 'online' });
     expect((await t.req('GET', `/agents/${agent_id}`, { token: t.tokens.admin })).status).toBe(200);
-    expect((await t.req('GET', `/agents/${agent_id}`, { token: t.tokens.alice })).status).toBe(404);
+    expect((await t.req('GET', `/agents/${agent_id}`, { token: t.tokens.alice })).status).toBe(403);
     const other = await registerNode(t, { ...RTX_4090_NODE, node_name: 'agent-other' });
     expect((await t.req('GET', `/agents/${agent_id}`, { token: other.apiKey })).status).toBe(404);
     expect((await t.req('GET', '/agents/agent-000000000000', { token: t.tokens.admin })).status).toBe(404);

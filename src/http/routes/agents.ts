@@ -1,18 +1,14 @@
 import { Router } from 'express';
-import { NotFoundError } from '../../domain/errors.js';
 import { agentRegisterBody } from '../../domain/schemas/node.js';
-import { AuthKind, adminIfPerson, authenticate, principalOf } from '../auth.js';
+import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { agentIdOf } from '../ids.js';
 import { parse } from '../validate.js';
 
 export function agentRoutes(ctx: RouteContext): Router {
   const r = Router();
-  const registrar = authenticate(ctx.passport, AuthKind.Registration, AuthKind.Jwt);
-  const peopleOrAgents = authenticate(ctx.passport, AuthKind.Jwt, AuthKind.AgentKey);
 
-  r.post('/agents/register', registrar, async (req, res) => {
-    adminIfPerson(principalOf(req));
+  r.post('/agents/register', allow(Caller.Registrar, Caller.Admin), async (req, res) => {
     const body = parse(agentRegisterBody, req.body);
     const { node, apiKey, agentId } = await ctx.nodes.registerAgent(body);
     res
@@ -21,11 +17,10 @@ export function agentRoutes(ctx: RouteContext): Router {
       .json({ agent_id: agentId, node_id: node.node_id, api_key: apiKey, heartbeat_interval_ms: ctx.config.heartbeatIntervalMs, node });
   });
 
-  r.get('/agents/:agentId', peopleOrAgents, async (req, res) => {
+  // An agent sees itself (another agent is a 404, in the service); among people only admins.
+  r.get('/agents/:agentId', allow(Caller.Admin, Caller.Agent), async (req, res) => {
     const p = principalOf(req);
     const agentId = agentIdOf(req.params);
-    // An agent sees itself; among people only admins see agents.
-    if (p.kind === 'user' && p.role !== 'admin') throw new NotFoundError(`agent ${agentId}`);
     res.json(await ctx.nodes.getAgent(p, agentId));
   });
 

@@ -4,7 +4,7 @@ import { isFinal, JOB_STATUSES } from '../../domain/job-status.js';
 import { paginationQuery } from '../../domain/schemas/common.js';
 import { jobCreateBody, jobLogAppend, jobStatusReport } from '../../domain/schemas/job.js';
 import { toLogLine } from '../../services/job-service.js';
-import { AuthKind, authenticate, principalOf, requireRole } from '../auth.js';
+import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { jobIdOf } from '../ids.js';
 import { parse } from '../validate.js';
@@ -12,8 +12,9 @@ import { parse } from '../validate.js';
 export function jobRoutes(ctx: RouteContext): Router {
   const r = Router();
   const { jobs } = ctx;
-  const people = authenticate(ctx.passport, AuthKind.Jwt);
-  const peopleOrAgents = authenticate(ctx.passport, AuthKind.Jwt, AuthKind.AgentKey);
+  const people = allow(Caller.User);
+  const peopleOrAgents = allow(Caller.User, Caller.Agent);
+  const agentsOrAdmins = allow(Caller.Agent, Caller.Admin);
   const pageSizeMax = ctx.config.limits.pageSizeMax;
   const listQuery = z.strictObject({
     ...paginationQuery(pageSizeMax),
@@ -26,14 +27,14 @@ export function jobRoutes(ctx: RouteContext): Router {
     follow: z.enum(['true', 'false', '1', '0']).optional(),
   });
 
-  r.post('/jobs', people, requireRole('user'), async (req, res) => {
+  r.post('/jobs', people, async (req, res) => {
     const p = principalOf(req);
     if (p.kind !== 'user') return;
     const job = await jobs.create(p.userId, parse(jobCreateBody, req.body));
     res.status(201).location(`${req.baseUrl}/jobs/${job.id}`).json(job);
   });
 
-  r.get('/jobs', people, requireRole('user'), async (req, res) => {
+  r.get('/jobs', people, async (req, res) => {
     const q = parse(listQuery, req.query, 'query');
     res.json(await jobs.list(principalOf(req), { status: q.status, user_id: q.user_id }, q.limit, q.cursor));
   });
@@ -42,16 +43,16 @@ export function jobRoutes(ctx: RouteContext): Router {
     res.json(await jobs.get(principalOf(req), jobIdOf(req.params)));
   });
 
-  r.post('/jobs/:jobId/status', peopleOrAgents, async (req, res) => {
+  r.post('/jobs/:jobId/status', agentsOrAdmins, async (req, res) => {
     const id = jobIdOf(req.params);
     res.json(await jobs.report(principalOf(req), id, parse(jobStatusReport, req.body)));
   });
 
-  r.post('/jobs/:jobId/cancel', people, requireRole('user'), async (req, res) => {
+  r.post('/jobs/:jobId/cancel', people, async (req, res) => {
     res.json(await jobs.cancel(principalOf(req), jobIdOf(req.params)));
   });
 
-  r.post('/jobs/:jobId/logs', peopleOrAgents, async (req, res) => {
+  r.post('/jobs/:jobId/logs', agentsOrAdmins, async (req, res) => {
     const n = await jobs.appendLogs(principalOf(req), jobIdOf(req.params), parse(jobLogAppend, req.body));
     res.status(202).json({ accepted: n });
   });

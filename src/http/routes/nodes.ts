@@ -4,7 +4,7 @@ import { NotFoundError } from '../../domain/errors.js';
 import { NODE_STATUSES, NodeAdminState } from '../../domain/node-status.js';
 import { paginationQuery } from '../../domain/schemas/common.js';
 import { availableNodesFilters, heartbeatBody, nodeRegisterBody } from '../../domain/schemas/node.js';
-import { AuthKind, adminIfPerson, authenticate, principalOf, requireAdmin, requireRole } from '../auth.js';
+import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { nodeIdOf } from '../ids.js';
 import { parse } from '../validate.js';
@@ -12,9 +12,10 @@ import { parse } from '../validate.js';
 export function nodeRoutes(ctx: RouteContext): Router {
   const r = Router();
   const { nodes } = ctx;
-  const people = authenticate(ctx.passport, AuthKind.Jwt);
-  const peopleOrAgents = authenticate(ctx.passport, AuthKind.Jwt, AuthKind.AgentKey);
-  const registrar = authenticate(ctx.passport, AuthKind.Registration, AuthKind.Jwt);
+  const people = allow(Caller.User);
+  const admins = allow(Caller.Admin);
+  const peopleOrAgents = allow(Caller.User, Caller.Agent);
+  const registrar = allow(Caller.Registrar, Caller.Admin);
   const listQuery = z.strictObject({ ...paginationQuery(ctx.config.limits.pageSizeMax), status: z.enum(NODE_STATUSES).optional() });
   const availableQuery = z.strictObject({ ...paginationQuery(ctx.config.limits.pageSizeMax), ...availableNodesFilters });
 
@@ -23,8 +24,6 @@ export function nodeRoutes(ctx: RouteContext): Router {
     p.kind === 'user' || (p.kind === 'agent' && p.nodeId === nodeId);
 
   r.post('/nodes/register', registrar, async (req, res) => {
-    const p = principalOf(req);
-    adminIfPerson(p);
     const body = parse(nodeRegisterBody, req.body);
     const { node, apiKey } = await nodes.registerNode(body);
     res
@@ -33,7 +32,7 @@ export function nodeRoutes(ctx: RouteContext): Router {
       .json({ ...node, api_key: apiKey });
   });
 
-  r.get('/nodes', people, requireRole('user'), async (req, res) => {
+  r.get('/nodes', people, async (req, res) => {
     const q = parse(listQuery, req.query, 'query');
     res.json(await nodes.listNodes(q.limit, q.cursor, q.status));
   });
@@ -50,26 +49,25 @@ export function nodeRoutes(ctx: RouteContext): Router {
     res.json(await nodes.nodeStats(nodeId));
   });
 
-  r.post('/nodes/:nodeId/heartbeat', peopleOrAgents, async (req, res) => {
+  r.post('/nodes/:nodeId/heartbeat', allow(Caller.Agent, Caller.Admin), async (req, res) => {
     const p = principalOf(req);
-    adminIfPerson(p);
     const nodeId = nodeIdOf(req.params);
     res.json(await nodes.heartbeat(p, nodeId, parse(heartbeatBody, req.body)));
   });
 
   const adminStates = { cordon: NodeAdminState.Cordoned, uncordon: NodeAdminState.Active, drain: NodeAdminState.Draining } as const;
   for (const [action, state] of Object.entries(adminStates)) {
-    r.post(`/nodes/:nodeId/${action}`, people, requireAdmin, async (req, res) => {
+    r.post(`/nodes/:nodeId/${action}`, admins, async (req, res) => {
       res.json(await nodes.setAdminState(nodeIdOf(req.params), state));
     });
   }
 
-  r.delete('/nodes/:nodeId', people, requireAdmin, async (req, res) => {
+  r.delete('/nodes/:nodeId', admins, async (req, res) => {
     await nodes.deleteNode(nodeIdOf(req.params));
     res.status(204).end();
   });
 
-  r.get('/available-nodes', people, requireRole('user'), async (req, res) => {
+  r.get('/available-nodes', people, async (req, res) => {
     const q = parse(availableQuery, req.query, 'query');
     res.json(await nodes.availableNodes(q, q.limit, q.cursor));
   });
