@@ -23,7 +23,16 @@ export interface ApiServer {
 /** Wires the API together and listens. Used by `main.ts`, tests and benchmarks alike. */
 export async function startApiServer(config: ApiConfig, logger: Logger): Promise<ApiServer> {
   const redis = createRedis(config.redisUrl, 'api', 'imagepod-api');
-  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
+  let lastRedisError = '';
+  redis.on('error', (err: Error) => {
+    // A dead Redis repeats the same error on every reconnect attempt: log when it changes.
+    if (err.message !== lastRedisError) logger.warn({ err: err.message }, 'redis connection error');
+    lastRedisError = err.message;
+  });
+  redis.on('ready', () => {
+    if (lastRedisError !== '') logger.info('redis connection restored');
+    lastRedisError = '';
+  });
   const keys = new Keys(config.keyPrefix);
   const tiers = new TierTable(config.tierBoundsMiB);
   const credentials = new Credentials(redis, keys, config.registrationToken);
@@ -31,7 +40,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     heartbeatTtlMs: config.heartbeatTtlMs,
   });
-  const queues = new JobQueues(redis, keys, tiers, config.jobRetentionSeconds);
+  const queues = new JobQueues(redis, keys, tiers, config.jobRetentionSeconds, () => {});
   const jobs = new JobService(redis, keys, tiers, queues, nodes, config.limits, config.jobRetentionSeconds);
 
   const context: RouteContext = {

@@ -20,9 +20,13 @@ export class JobQueues {
     keys: Keys,
     tiers: TierTable,
     private readonly retentionSeconds: number,
+    onError: (err: Error) => void,
   ) {
     for (const t of tiers.all) {
-      this.queues.set(t.name, new Queue<JobPayload>(t.name, { connection: redis, prefix: keys.queuePrefix(t.name) }));
+      const q = new Queue<JobPayload>(t.name, { connection: redis, prefix: keys.queuePrefix(t.name) });
+      // The connection's own error handler reports outages once; this keeps BullMQ from printing them.
+      q.on('error', onError);
+      this.queues.set(t.name, q);
     }
   }
 

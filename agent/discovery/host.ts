@@ -1,0 +1,83 @@
+import { realpath } from 'node:fs/promises';
+import { availableParallelism, machine } from 'node:os';
+import { resolve } from 'node:path';
+import si from 'systeminformation';
+
+const MIB = 1024 * 1024;
+const toMiB = (bytes: number): number => Math.floor(bytes / MIB);
+
+/** What a node registers with; changes only with hardware or OS. Memory and disk are MiB. */
+export interface HostFacts {
+  hostname: string;
+  /** e.g. "Debian GNU/Linux 12 (x86_64)" */
+  os: string;
+  /** Logical cores (hardware threads). */
+  cpu_cores: number;
+  memory_total: number;
+  /** Size of the filesystem holding the agent's disk path; null when no mount covers it. */
+  disk_total: number | null;
+}
+
+/** What a heartbeat carries. Memory and disk are MiB. */
+export interface HostLive {
+  memory_available: number;
+  disk_available: number | null;
+  cpu_load_percent: number;
+}
+
+/**
+ * The mount that holds `path`: the longest mount point that is the path itself or one of its parent
+ * directories ("/data" covers "/data/x" but not "/database").
+ */
+export function filesystemFor<T extends { mount: string }>(filesystems: readonly T[], path: string): T | null {
+  let best: T | null = null;
+  for (const fs of filesystems) {
+    const mount = fs.mount;
+    if (mount === '') continue;
+    const covers = mount === path || mount === '/' || path.startsWith(mount.endsWith('/') ? mount : `${mount}/`);
+    if (covers && (best === null || mount.length > best.mount.length)) best = fs;
+  }
+  return best;
+}
+
+async function diskFor(diskPath: string): Promise<si.Systeminformation.FsSizeData | null> {
+  const absolute = resolve(diskPath);
+  // Follow symlinks so a data dir linked onto another disk is measured where it really lives;
+  // a path that does not exist yet is judged by where it would be created.
+  const target = await realpath(absolute).catch(() => absolute);
+  return filesystemFor(await si.fsSize(), target);
+}
+
+function describeOs(os: si.Systeminformation.OsData): string {
+  const name = [os.distro || os.platform, os.release].filter((part) => part !== '').join(' ');
+  // os.machine() gives the kernel's spelling ("x86_64", "aarch64"), which is what people read in
+  // uname and image tags; systeminformation's arch is Node's ("x64").
+  return `${name} (${machine()})`;
+}
+
+/** Reads the host's fixed facts. Avoids si.getStaticData(), which probes every device and takes seconds. */
+export async function readHostFacts(diskPath: string): Promise<HostFacts> {
+  const [os, cpu, mem, disk] = await Promise.all([si.osInfo(), si.cpu(), si.mem(), diskFor(diskPath)]);
+  return {
+    hostname: os.hostname,
+    os: describeOs(os),
+    // systeminformation counts os.cpus(), which is empty where /proc/cpuinfo is hidden (some sandboxes).
+    cpu_cores: cpu.cores > 0 ? cpu.cores : availableParallelism(),
+    memory_total: toMiB(mem.total),
+    disk_total: disk ? toMiB(disk.size) : null,
+  };
+}
+
+/**
+ * Reads the figures that move. The CPU load is measured since the previous call in this process
+ * (the first call samples for about half a second), so a heartbeat loop gets the load over its interval.
+ */
+export async function readHostLive(diskPath: string): Promise<HostLive> {
+  const [mem, disk, load] = await Promise.all([si.mem(), diskFor(diskPath), si.currentLoad()]);
+  return {
+    // "available" counts reclaimable page cache, unlike "free", so it is what a new job could really get.
+    memory_available: toMiB(mem.available),
+    disk_available: disk ? toMiB(disk.available) : null,
+    cpu_load_percent: Math.round(load.currentLoad * 10) / 10,
+  };
+}

@@ -1,0 +1,103 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** A port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A redis-server owned by one test, for tests that stop or restart Redis (the shared one on
+ * 6379 is never touched). AOF on with fsync always, so a restart keeps every acknowledged write.
+ */
+export class OwnRedis {
+  private constructor(
+    readonly port: number,
+    private readonly dir: string,
+  ) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<OwnRedis> {
+    const dir = mkdtempSync(join(tmpdir(), 'imagepod-redis-'));
+    const r = new OwnRedis(await freePort(), dir);
+    await r.up();
+    return r;
+  }
+
+  async up(): Promise<void> {
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--daemonize',
+        'yes',
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--dir',
+        this.dir,
+        '--pidfile',
+        join(this.dir, 'redis.pid'),
+        '--logfile',
+        join(this.dir, 'redis.log'),
+      ],
+      { stdio: 'ignore' },
+    );
+    await new Promise((resolve, reject) => {
+      child.once('exit', resolve);
+      child.once('error', reject);
+    });
+    for (let i = 0; i < 100; i++) {
+      try {
+        await run('redis-cli', ['-p', String(this.port), 'ping']);
+        return;
+      } catch {
+        await sleep(50);
+      }
+    }
+    throw new Error(`redis-server on ${this.port} did not start`);
+  }
+
+  async down(): Promise<void> {
+    const pid = Number(readFileSync(join(this.dir, 'redis.pid'), 'utf8'));
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 100; i++) {
+      try {
+        process.kill(pid, 0);
+        await sleep(50);
+      } catch {
+        return;
+      }
+    }
+    process.kill(pid, 'SIGKILL');
+  }
+
+  async stop(): Promise<void> {
+    await this.down().catch(() => {});
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
