@@ -53,7 +53,11 @@ const routes: Route[] = [
   { method: 'POST', path: () => '/agents/register', body: () => ({ node: nodeBody() }), expect: only({ registration: 201, admin: 201 }) },
   { method: 'GET', path: () => '/nodes/', expect: only({ alice: 200, bob: 200, admin: 200 }) },
   { method: 'GET', path: () => `/nodes/${ids.node}`, expect: only({ alice: 200, bob: 200, admin: 200, agent: 200, otherAgent: 404 }) },
-  { method: 'GET', path: () => `/nodes/${ids.node}/stats`, expect: only({ alice: 200, bob: 200, admin: 200, agent: 200, otherAgent: 404 }) },
+  {
+    method: 'GET',
+    path: () => `/nodes/${ids.node}/stats`,
+    expect: only({ alice: 200, bob: 200, admin: 200, agent: 200, otherAgent: 404 }),
+  },
   { method: 'POST', path: () => `/nodes/${ids.node}/heartbeat`, body: () => hb, expect: only({ agent: 200, admin: 200 }) },
   { method: 'POST', path: () => `/nodes/${ids.otherNode}/uncordon`, expect: only({ admin: 200 }) },
   { method: 'POST', path: () => `/nodes/${ids.otherNode}/drain`, expect: only({ admin: 200 }) },
