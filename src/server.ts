@@ -7,6 +7,7 @@ import { configurePassport } from './http/auth.js';
 import type { RouteContext } from './http/context.js';
 import { createRedis } from './redis/connection.js';
 import { Keys } from './redis/keys.js';
+import { agentConfigFor } from './services/agent-config.js';
 import { Credentials } from './services/credentials.js';
 import { JobQueues } from './services/job-queues.js';
 import { JobService } from './services/job-service.js';
@@ -48,6 +49,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
     passport: configurePassport(config, credentials),
     nodes,
     jobs,
+    agentConfig: (nodeId, agentId) => agentConfigFor(config, tiers, keys, nodeId, agentId),
     logger,
     blockingConnection: () => {
       const c = redis.duplicate({ enableAutoPipelining: false, maxRetriesPerRequest: null });

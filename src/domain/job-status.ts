@@ -35,7 +35,8 @@ export function isFinal(s: JobStatus): boolean {
  * BullMQ lock it must present proves the claim. Final statuses are never left.
  */
 export const ALLOWED_FROM: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
-  queued: [],
+  // An agent hands a job back (shutting down, or it cannot run it after all).
+  queued: ['assigned', 'pulling', 'running'],
   assigned: ['queued', 'assigned', 'pulling', 'running'],
   pulling: ['assigned', 'pulling'],
   running: ['assigned', 'pulling', 'running'],
@@ -60,6 +61,9 @@ export const JobEndReason = {
   Timeout: 'timeout',
   GpuMemoryExceeded: 'gpu_memory_exceeded',
   AgentError: 'agent_error',
+  HandedBack: 'handed_back',
+  LockLost: 'lock_lost',
+  InvalidPayload: 'invalid_payload',
   OutputTooLarge: 'output_too_large',
 } as const;
 export type JobEndReason = (typeof JobEndReason)[keyof typeof JobEndReason];

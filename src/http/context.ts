@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type passport from 'passport';
 import type { Logger } from 'pino';
 import type { ApiConfig } from '../config/api-config.js';
+import type { AgentConfig } from '../domain/schemas/agent.js';
 import type { JobService } from '../services/job-service.js';
 import type { NodeRegistry } from '../services/node-registry.js';
 
@@ -11,6 +12,7 @@ export interface RouteContext {
   readonly passport: passport.PassportStatic;
   readonly nodes: NodeRegistry;
   readonly jobs: JobService;
+  readonly agentConfig: (nodeId: string, agentId: string) => AgentConfig;
   readonly logger: Logger;
   /** A new connection for one blocking reader (log following); the caller closes it. */
   readonly blockingConnection: () => Redis;

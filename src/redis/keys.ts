@@ -86,6 +86,10 @@ export class Keys {
   bullLock(tier: string, jobId: string): string {
     return `${this.bullJob(tier, jobId)}:lock`;
   }
+  /** BullMQ's event stream of a queue; agents also read it to wake up and to hear cancels. */
+  bullEvents(tier: string): string {
+    return `${this.queuePrefix(tier)}:${tier}:events`;
+  }
   bullSet(tier: string, set: 'failed' | 'completed'): string {
     return `${this.queuePrefix(tier)}:${tier}:${set}`;
   }

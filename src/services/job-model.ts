@@ -90,7 +90,7 @@ const numOrNull = (s: string | undefined): number | null => (s === undefined || 
 export function toJobView(rec: JobRecord, derived: DerivedStatus): JobView {
   const f = rec.fields;
   const s = rec.spec;
-  const stillHeld = ACTIVE_JOB_STATUSES.has(derived.status) || (isFinal(derived.status) && f.node_id);
+  const stillHeld = ACTIVE_JOB_STATUSES.has(derived.status) || (isFinal(derived.status) && Boolean(f.node_id));
   return {
     id: rec.id,
     job_id: rec.id,
@@ -115,6 +115,7 @@ export function toJobView(rec: JobRecord, derived: DerivedStatus): JobView {
     timeout_seconds: s.timeout_seconds,
     max_retries: s.max_retries,
     priority: s.priority,
+    registry_secret: s.registry_secret ?? null,
     node_id: stillHeld ? f.node_id || null : null,
     attempts: Number(f.attempts ?? 0),
     progress: numOrNull(f.progress),

@@ -4,6 +4,9 @@ import type { JobPayload } from '../domain/schemas/job.js';
 import type { TierTable } from '../domain/tiers.js';
 import type { Keys } from '../redis/keys.js';
 
+/** The event an agent reads on a queue's event stream when one of its jobs is cancelled. */
+export const CANCEL_EVENT = 'imagepod:cancel';
+
 /** BullMQ priorities run 1 (first) upward; ImagePod's run 0..MAX_PRIORITY with higher first. */
 export const MAX_PRIORITY = 1000;
 export const bullPriority = (priority: number): number => MAX_PRIORITY + 1 - priority;
@@ -16,8 +19,8 @@ export class JobQueues {
   private readonly queues = new Map<string, Queue<JobPayload>>();
 
   constructor(
-    redis: Redis,
-    keys: Keys,
+    private readonly redis: Redis,
+    private readonly keys: Keys,
     tiers: TierTable,
     private readonly retentionSeconds: number,
     onError: (err: Error) => void,
@@ -55,6 +58,14 @@ export class JobQueues {
   /** Removes a job that no worker holds. False when it is locked (a worker took it meanwhile). */
   async removeWaiting(tier: string, jobId: string): Promise<boolean> {
     return (await this.get(tier).remove(jobId)) === 1;
+  }
+
+  /**
+   * Tells the agent holding a job to stop it, through the queue's event stream that agents
+   * already read (a heartbeat answer repeats it, in case this is missed).
+   */
+  async announceCancel(tier: string, jobId: string): Promise<void> {
+    await this.redis.xadd(this.keys.bullEvents(tier), 'MAXLEN', '~', 10_000, '*', 'event', CANCEL_EVENT, 'jobId', jobId);
   }
 
   async close(): Promise<void> {

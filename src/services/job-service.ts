@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ConflictError, type FieldProblem, ForbiddenError, NotFoundError, UnavailableError, ValidationError } from '../domain/errors.js';
 import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
+import { compactRequirements } from '../domain/requirements.js';
 import { isAdmin, type Principal } from '../domain/roles.js';
 import type { Page } from '../domain/schemas/common.js';
 import {
@@ -101,6 +102,7 @@ export class JobService {
       timeout_seconds: timeout,
       max_retries: body.max_retries,
       priority: body.priority,
+      registry_secret: body.registry_secret ?? null,
     };
     return { spec, tier: tier.name };
   }
@@ -119,7 +121,7 @@ export class JobService {
     const fields = newRecordFields(id, owner, tier, spec, now);
     await this.redis.hset(k.jobRecord(tier, id), fields);
     try {
-      await this.queues.enqueue({ v: JOB_PAYLOAD_VERSION, job_id: id, owner, tier, spec });
+      await this.queues.enqueue({ v: JOB_PAYLOAD_VERSION, req: compactRequirements(spec.requirements), job_id: id, owner, tier, spec });
     } catch {
       await Promise.allSettled([this.redis.del(k.jobRecord(tier, id)), this.forgetIndex(id, owner)]);
       throw new UnavailableError('the job queue is unavailable; the job was not submitted, retry later');
@@ -237,6 +239,7 @@ export class JobService {
       await this.queues.removeWaiting(rec.tier, id);
     } else if (nodeId) {
       await this.nodes.addPendingCancel(nodeId, id);
+      await this.queues.announceCancel(rec.tier, id);
     }
     return this.get(p, id);
   }

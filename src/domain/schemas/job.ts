@@ -37,6 +37,11 @@ export const jobCreateBody = z.strictObject({
   timeout_seconds: z.number().int().min(1).optional().describe('default 86400; the configured maximum applies'),
   max_retries: z.number().int().min(0).max(20).default(0),
   priority: z.number().int().min(0).max(1000).default(0).describe('higher runs first'),
+  registry_secret: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'the name of a registry credential configured on the nodes')
+    .optional()
+    .describe('pull the image with this named credential from the node configuration; never shown back'),
 });
 export type JobCreateBody = z.infer<typeof jobCreateBody>;
 
@@ -67,6 +72,7 @@ export const jobSpec = z.object({
   timeout_seconds: z.number().int().positive(),
   max_retries: z.number().int().min(0),
   priority: z.number().int().min(0),
+  registry_secret: z.string().nullable(),
 });
 export type JobSpec = z.infer<typeof jobSpec>;
 
@@ -74,6 +80,8 @@ export type JobSpec = z.infer<typeof jobSpec>;
 export const JOB_PAYLOAD_VERSION = 1;
 export const jobPayload = z.object({
   v: z.literal(JOB_PAYLOAD_VERSION),
+  /** Must stay the second key: the claim script matches `{"v":1,"req":"..."` at the start. */
+  req: z.string(),
   job_id: z.uuid(),
   owner: z.string(),
   tier: z.string(),
@@ -166,6 +174,7 @@ export const jobView = z.object({
   timeout_seconds: z.number().int(),
   max_retries: z.number().int(),
   priority: z.number().int(),
+  registry_secret: z.string().nullable(),
   node_id: z.string().nullable(),
   attempts: z.number().int(),
   progress: z.number().nullable(),

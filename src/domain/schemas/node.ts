@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { NODE_ADMIN_STATES, NODE_HEALTH_VALUES, NODE_STATUSES } from '../node-status.js';
+import { agentConfig } from './agent.js';
 import { isoTime, labels, mib, pageOf } from './common.js';
 
 const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/;
@@ -177,6 +178,7 @@ export const agentRegistered = z.object({
   node_id: z.string(),
   api_key: z.string(),
   heartbeat_interval_ms: z.number().int(),
+  config: agentConfig,
   node: nodeView,
 });
 

@@ -14,7 +14,14 @@ export function agentRoutes(ctx: RouteContext): Router {
     res
       .status(201)
       .location(`${req.baseUrl}/agents/${agentId}`)
-      .json({ agent_id: agentId, node_id: node.node_id, api_key: apiKey, heartbeat_interval_ms: ctx.config.heartbeatIntervalMs, node });
+      .json({
+        agent_id: agentId,
+        node_id: node.node_id,
+        api_key: apiKey,
+        heartbeat_interval_ms: ctx.config.heartbeatIntervalMs,
+        config: ctx.agentConfig(node.node_id, agentId),
+        node,
+      });
   });
 
   // An agent sees itself (another agent is a 404, in the service); among people only admins.
@@ -22,6 +29,11 @@ export function agentRoutes(ctx: RouteContext): Router {
     const p = principalOf(req);
     const agentId = agentIdOf(req.params);
     res.json(await ctx.nodes.getAgent(p, agentId));
+  });
+
+  r.get('/agents/:agentId/config', allow(Caller.Admin, Caller.Agent), async (req, res) => {
+    const agent = await ctx.nodes.getAgent(principalOf(req), agentIdOf(req.params));
+    res.json(ctx.agentConfig(agent.node_id, agent.agent_id));
   });
 
   return r;

@@ -46,6 +46,13 @@ if newStatus == 'assigned' then
   redis.call('HSET', rec, 'node_id', reporter, 'assigned_at', ARGV[7])
 end
 
+if newStatus == 'queued' then
+  hsetFromJson(rec, ARGV[6])
+  redis.call('HSET', rec, 'status', 'queued', 'updated_at', ARGV[7])
+  redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
+  return {'ok', status, '0'}
+end
+
 local failures = tonumber(cur[4] or '0')
 if (newStatus == 'failed' or newStatus == 'timed_out') and failures < tonumber(cur[5] or '0') then
   hsetFromJson(rec, ARGV[6])
