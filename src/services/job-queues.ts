@@ -1,11 +1,9 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { CANCEL_EVENT } from '../domain/queue-events.js';
 import type { JobPayload } from '../domain/schemas/job.js';
 import type { TierTable } from '../domain/tiers.js';
 import type { Keys } from '../redis/keys.js';
-
-/** The event an agent reads on a queue's event stream when one of its jobs is cancelled. */
-export const CANCEL_EVENT = 'imagepod:cancel';
 
 /** BullMQ priorities run 1 (first) upward; ImagePod's run 0..MAX_PRIORITY with higher first. */
 export const MAX_PRIORITY = 1000;

@@ -1,0 +1,370 @@
+import { randomBytes } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Docker from 'dockerode';
+import type { Logger } from 'pino';
+import { pack } from 'tar-stream';
+import { JobEndReason } from '../../src/domain/job-status.js';
+import type { PullPolicy } from '../config.js';
+import { collectFromTar } from '../output.js';
+import { jobEnv } from './env.js';
+import { LineSplitter } from './lines.js';
+import type { RegistryAuth } from './registry-auth.js';
+import { EndStatus, type ExecutionHooks, type ExecutionRequest, type ExecutionResult, type Executor, stopReasonOf } from './types.js';
+
+export const LABEL = {
+  managed: 'imagepod.managed',
+  jobId: 'imagepod.job-id',
+  nodeId: 'imagepod.node-id',
+} as const;
+
+const IN_CONTAINER = { inputFile: '/imagepod/input.json', outputDir: '/imagepod/output' } as const;
+
+export interface DockerExecutorOptions {
+  /** `unix:///var/run/docker.sock`, `/path/to/docker.sock` or `tcp://host:2375`; default the local socket. */
+  readonly host: string | undefined;
+  readonly network: string;
+  readonly pullPolicy: PullPolicy;
+  readonly pidsLimit: number;
+  readonly stopGraceSeconds: number;
+  readonly outputMaxBytes: number;
+  /** Pass GPUs as DeviceRequests to the NVIDIA runtime (real GPUs), or only name them in the environment (simulated). */
+  readonly gpuDeviceRequests: boolean;
+}
+
+export function dockerFromHost(host: string | undefined): Docker {
+  if (host === undefined || host === '') return new Docker();
+  if (host.startsWith('unix://')) return new Docker({ socketPath: host.slice('unix://'.length) });
+  if (host.startsWith('/')) return new Docker({ socketPath: host });
+  const u = new URL(host.replace(/^tcp:/, 'http:'));
+  return new Docker({ host: u.hostname, port: Number(u.port || 2375), protocol: u.protocol === 'https:' ? 'https' : 'http' });
+}
+
+/**
+ * Runs each job in its own container: pulled with progress, limited (memory without swap, CPU,
+ * pids), all capabilities dropped, no new privileges, never privileged, no host paths, only the
+ * GPUs it was given. Input goes in and results come out through the Docker API (no bind mounts).
+ * The container is always removed.
+ */
+export class DockerExecutor implements Executor {
+  readonly kind = 'docker';
+  readonly docker: Docker;
+
+  constructor(
+    private readonly opts: DockerExecutorOptions,
+    private readonly auth: RegistryAuth,
+    private readonly logger: Logger,
+  ) {
+    this.docker = dockerFromHost(opts.host);
+  }
+
+  async health(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    try {
+      await Promise.race([this.docker.ping(), sleep(3000).then(() => Promise.reject(new Error('no answer within 3 s')))]);
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, reason: `Docker engine unreachable: ${(err as Error).message}` };
+    }
+  }
+
+  async run(req: ExecutionRequest, hooks: ExecutionHooks, stop: AbortSignal): Promise<ExecutionResult> {
+    const result = (r: Partial<ExecutionResult> & Pick<ExecutionResult, 'status'>): ExecutionResult => ({
+      exitCode: null,
+      reason: null,
+      message: null,
+      output: null,
+      stoppedFor: null,
+      failedToStart: false,
+      startedAt: null,
+      finishedAt: Date.now(),
+      ...r,
+    });
+
+    const pulled = await this.ensureImage(req, hooks, stop);
+    if (pulled !== null) {
+      if (stop.aborted) return result({ status: EndStatus.Cancelled, reason: stopReasonOf(stop), stoppedFor: stopReasonOf(stop) });
+      return result({ status: EndStatus.Failed, reason: JobEndReason.ImagePullFailed, message: pulled });
+    }
+    if (stop.aborted) return result({ status: EndStatus.Cancelled, reason: stopReasonOf(stop), stoppedFor: stopReasonOf(stop) });
+
+    let container: Docker.Container;
+    try {
+      container = await this.docker.createContainer(this.createOptions(req));
+    } catch (err) {
+      return result({
+        status: EndStatus.Failed,
+        reason: 'start_failed',
+        message: `could not create the container: ${dockerMessage(err)}`,
+        failedToStart: true,
+      });
+    }
+    try {
+      return await this.runContainer(container, req, hooks, stop, result);
+    } finally {
+      await container.remove({ force: true, v: true }).catch((err: unknown) => {
+        if (statusOf(err) !== 404) this.logger.warn({ jobId: req.jobId, err: dockerMessage(err) }, 'could not remove a job container');
+      });
+    }
+  }
+
+  private createOptions(req: ExecutionRequest): Docker.ContainerCreateOptions {
+    const gpus = req.gpuIndices.map(String);
+    const env: Record<string, string> = jobEnv(req, IN_CONTAINER);
+    if (!this.opts.gpuDeviceRequests) {
+      // Simulated GPUs: there is no NVIDIA runtime to set these, so say which devices were given.
+      env.NVIDIA_VISIBLE_DEVICES = gpus.length > 0 ? gpus.join(',') : 'void';
+      env.CUDA_VISIBLE_DEVICES = gpus.join(',');
+    }
+    const memoryBytes = req.memoryMiB * 1024 * 1024;
+    return {
+      name: `imagepod-${req.jobId.slice(0, 8)}-${randomBytes(3).toString('hex')}`,
+      Image: req.image,
+      ...(req.command !== null && { Entrypoint: [...req.command] }),
+      ...(req.args !== null && { Cmd: [...req.args] }),
+      Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      Labels: { [LABEL.managed]: 'true', [LABEL.jobId]: req.jobId, [LABEL.nodeId]: req.nodeId },
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+      OpenStdin: false,
+      HostConfig: {
+        ...(memoryBytes > 0 && { Memory: memoryBytes, MemorySwap: memoryBytes }),
+        NanoCpus: Math.round(req.cpuCores * 1e9),
+        PidsLimit: this.opts.pidsLimit,
+        CapDrop: ['ALL'],
+        SecurityOpt: ['no-new-privileges'],
+        Privileged: false,
+        NetworkMode: this.opts.network,
+        ...(this.opts.gpuDeviceRequests &&
+          gpus.length > 0 && { DeviceRequests: [{ Driver: 'nvidia', DeviceIDs: gpus, Capabilities: [['gpu']] }] }),
+      },
+    };
+  }
+
+  /** Null when the image is there; otherwise why it could not be had. */
+  private async ensureImage(req: ExecutionRequest, hooks: ExecutionHooks, stop: AbortSignal): Promise<string | null> {
+    const present = await this.docker
+      .getImage(req.image)
+      .inspect()
+      .then(
+        () => true,
+        () => false,
+      );
+    const tag = req.image.includes('@') ? null : (/:([^/:]+)$/.exec(req.image)?.[1] ?? 'latest');
+    const policy = this.opts.pullPolicy === 'auto' ? (tag === 'latest' ? 'always' : 'if-not-present') : this.opts.pullPolicy;
+    if (policy === 'never') return present ? null : `image ${req.image} is not on this node and the pull policy is never`;
+    if (policy === 'if-not-present' && present) return null;
+
+    const cred = this.auth.forPull(req.image, req.registrySecret);
+    if (cred !== null && 'missing' in cred) return `registry secret "${cred.missing}" is not configured on this node`;
+    hooks.onPulling(0, `pulling ${req.image}`);
+    try {
+      const stream = (await this.docker.pull(req.image, cred ? { authconfig: cred } : {})) as Readable;
+      const onAbort = () => stream.destroy(new Error('stopped'));
+      stop.addEventListener('abort', onAbort, { once: true });
+      const layers = new Map<string, { current: number; total: number }>();
+      let lastPercent = -1;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          this.docker.modem.followProgress(
+            stream,
+            (err: Error | null, events: { error?: string }[]) => {
+              const failed = events?.find((e) => e.error)?.error;
+              if (err || failed) reject(new Error(failed ?? err?.message ?? 'pull failed'));
+              else resolve();
+            },
+            (ev: { id?: string; status?: string; error?: string; progressDetail?: { current?: number; total?: number } }) => {
+              if (ev.error) return;
+              if (ev.id && ev.progressDetail?.total && ev.status === 'Downloading') {
+                layers.set(ev.id, { current: ev.progressDetail.current ?? 0, total: ev.progressDetail.total });
+              } else if (ev.id && (ev.status === 'Download complete' || ev.status === 'Pull complete')) {
+                const l = layers.get(ev.id);
+                if (l) l.current = l.total;
+              }
+              let cur = 0;
+              let tot = 0;
+              for (const l of layers.values()) {
+                cur += l.current;
+                tot += l.total;
+              }
+              const percent = tot > 0 ? Math.floor((100 * cur) / tot) : 0;
+              if (percent !== lastPercent) {
+                lastPercent = percent;
+                hooks.onPulling(percent, ev.status ?? 'pulling');
+              }
+            },
+          );
+        });
+      } finally {
+        stop.removeEventListener('abort', onAbort);
+      }
+      hooks.onPulling(100, `pulled ${req.image}`);
+      return null;
+    } catch (err) {
+      return `could not pull ${req.image}: ${dockerMessage(err)}`;
+    }
+  }
+
+  private async runContainer(
+    container: Docker.Container,
+    req: ExecutionRequest,
+    hooks: ExecutionHooks,
+    stop: AbortSignal,
+    result: (r: Partial<ExecutionResult> & Pick<ExecutionResult, 'status'>) => ExecutionResult,
+  ): Promise<ExecutionResult> {
+    await container.putArchive(await inputArchive(req), { path: '/' });
+
+    // Attach before starting so not a byte of output is missed.
+    const attached = (await container.attach({ stream: true, stdout: true, stderr: true, logs: true })) as unknown as Readable;
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const out = new LineSplitter((l) => hooks.onLog('stdout', l));
+    const err = new LineSplitter((l) => hooks.onLog('stderr', l));
+    stdout.on('data', (c: Buffer) => out.push(c));
+    stderr.on('data', (c: Buffer) => err.push(c));
+    this.docker.modem.demuxStream(attached, stdout, stderr);
+    const outputDone = new Promise<void>((resolve) => {
+      attached.once('end', resolve);
+      attached.once('close', resolve);
+      attached.once('error', () => resolve());
+    });
+
+    try {
+      await container.start();
+    } catch (e) {
+      attached.destroy();
+      return result({
+        status: EndStatus.Failed,
+        reason: 'start_failed',
+        message: `could not start the container: ${dockerMessage(e)}`,
+        failedToStart: true,
+      });
+    }
+    const startedAt = Date.now();
+    hooks.onStarted();
+
+    let timedOut = false;
+    let stopped = false;
+    const stopContainer = () => container.stop({ t: this.opts.stopGraceSeconds }).catch(() => {});
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void stopContainer();
+    }, req.timeoutSeconds * 1000);
+    const onStop = () => {
+      stopped = true;
+      void stopContainer();
+    };
+    stop.addEventListener('abort', onStop, { once: true });
+    if (stop.aborted) onStop();
+
+    let exit: { StatusCode?: number };
+    try {
+      exit = (await container.wait()) as { StatusCode?: number };
+    } finally {
+      clearTimeout(timer);
+      stop.removeEventListener('abort', onStop);
+    }
+    // Let the last lines arrive before the status does.
+    await Promise.race([outputDone, sleep(5000)]);
+    out.end();
+    err.end();
+    const state = (await container.inspect()).State;
+    const exitCode = exit.StatusCode ?? state.ExitCode ?? null;
+    const base = { startedAt, exitCode };
+
+    if (stopped)
+      return result({
+        ...base,
+        status: EndStatus.Cancelled,
+        reason: stopReasonOf(stop),
+        message: 'stopped',
+        stoppedFor: stopReasonOf(stop),
+      });
+    if (timedOut) {
+      return result({
+        ...base,
+        status: EndStatus.TimedOut,
+        reason: JobEndReason.Timeout,
+        message: `ran longer than its timeout of ${req.timeoutSeconds} s`,
+      });
+    }
+    if (state.OOMKilled) {
+      return result({
+        ...base,
+        status: EndStatus.Failed,
+        reason: JobEndReason.OomKilled,
+        message: `killed: out of memory (limit ${req.memoryMiB} MiB)`,
+      });
+    }
+    const collected = await this.collect(container);
+    if (collected !== null && collected.kind === 'too_large') {
+      return result({
+        ...base,
+        status: EndStatus.Failed,
+        reason: JobEndReason.OutputTooLarge,
+        message: `the output directory holds more than ${this.opts.outputMaxBytes} bytes`,
+      });
+    }
+    const output = collected?.output ?? null;
+    if (exitCode !== 0)
+      return result({
+        ...base,
+        status: EndStatus.Failed,
+        reason: JobEndReason.NonZeroExit,
+        message: `exited with code ${exitCode}`,
+        output,
+      });
+    return result({ ...base, status: EndStatus.Succeeded, output });
+  }
+
+  private async collect(container: Docker.Container) {
+    try {
+      const tar = (await container.getArchive({ path: IN_CONTAINER.outputDir })) as unknown as Readable;
+      return await collectFromTar(tar, this.opts.outputMaxBytes);
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw err;
+    }
+  }
+
+  async cleanup(nodeId: string, keep: ReadonlySet<string>): Promise<string[]> {
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL.managed}=true`, `${LABEL.nodeId}=${nodeId}`] },
+    });
+    const removed: string[] = [];
+    for (const c of containers) {
+      const jobId = c.Labels[LABEL.jobId] ?? '';
+      if (keep.has(jobId)) continue;
+      await this.docker
+        .getContainer(c.Id)
+        .remove({ force: true, v: true })
+        .catch(() => {});
+      removed.push(jobId);
+      this.logger.info({ jobId, container: c.Id.slice(0, 12) }, 'removed the container of a job this agent no longer holds');
+    }
+    return removed;
+  }
+}
+
+/** /imagepod/input.json and an /imagepod/output any user can write, as a tar for putArchive. */
+async function inputArchive(req: ExecutionRequest): Promise<Buffer> {
+  const p = pack();
+  p.entry({ name: 'imagepod', type: 'directory', mode: 0o755 });
+  p.entry({ name: 'imagepod/input.json', mode: 0o644 }, JSON.stringify(req.inputData ?? null));
+  p.entry({ name: 'imagepod/output', type: 'directory', mode: 0o777 });
+  p.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of p) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { statusCode?: number } | null)?.statusCode;
+}
+
+/** The Docker engine's own message, without dockerode's wrapping. */
+function dockerMessage(err: unknown): string {
+  const e = err as { json?: { message?: string }; reason?: string; message?: string };
+  return e.json?.message ?? e.message ?? e.reason ?? String(err);
+}

@@ -1,0 +1,64 @@
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+
+export interface LockKeeperOptions {
+  readonly redisUrl: string;
+  readonly lockDurationMs: number;
+  /** Stop renewing when the main thread has not answered for this long. */
+  readonly watchdogMs: number;
+}
+
+/**
+ * Keeps the BullMQ locks of running jobs alive from a worker thread (renewer-thread.mjs), at a
+ * third of the lock duration, and says when a lock was lost so the job can be stopped.
+ */
+export class LockKeeper {
+  private readonly thread: Worker;
+  private readonly pulse: NodeJS.Timeout;
+  private lostHandler: (jobId: string) => void = () => {};
+
+  constructor(opts: LockKeeperOptions, logger: Logger) {
+    this.thread = new Worker(new URL('./renewer-thread.mjs', import.meta.url), {
+      workerData: {
+        redisUrl: opts.redisUrl,
+        lockDurationMs: opts.lockDurationMs,
+        renewEveryMs: Math.max(100, Math.floor(opts.lockDurationMs / 3)),
+        watchdogMs: opts.watchdogMs,
+      },
+    });
+    this.thread.on('message', (m: { type: string; jobId?: string }) => {
+      if (m.type === 'lost' && m.jobId) this.lostHandler(m.jobId);
+      if (m.type === 'watchdog') logger.error('the agent main thread stopped answering; no longer renewing job locks');
+    });
+    this.thread.on('error', (err) => logger.error({ err: err.message }, 'lock renewal thread failed'));
+    this.thread.unref();
+    this.pulse = setInterval(() => this.thread.postMessage({ type: 'alive' }), 1000);
+    this.pulse.unref();
+  }
+
+  onLost(handler: (jobId: string) => void): void {
+    this.lostHandler = handler;
+  }
+
+  track(jobId: string, lockKey: string, stalledKey: string, token: string): void {
+    this.thread.postMessage({ type: 'track', jobId, lockKey, stalledKey, token });
+  }
+
+  untrack(jobId: string): void {
+    this.thread.postMessage({ type: 'untrack', jobId });
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.pulse);
+    this.thread.postMessage({ type: 'stop' });
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.thread.terminate().then(() => resolve());
+      }, 2000);
+      this.thread.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+}
