@@ -1,0 +1,366 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { AgentConfig as ControlPlaneConfig } from '../src/domain/schemas/agent.js';
+import type { HeartbeatBody } from '../src/domain/schemas/node.js';
+import { ApiClient, ApiError } from './api-client.js';
+import { ClaimLoop } from './claim/claim-loop.js';
+import { TierQueue } from './claim/tier-queues.js';
+import { WakeSource } from './claim/wake.js';
+import type { AgentConfig } from './config.js';
+import { CrashLoop } from './crash-loop.js';
+import { type HostFacts, readHostFacts, readHostLive } from './discovery/host.js';
+import { DockerExecutor } from './executor/docker.js';
+import { ProcessExecutor } from './executor/process.js';
+import { RegistryAuth } from './executor/registry-auth.js';
+import type { Executor } from './executor/types.js';
+import { GpuSource } from './gpus.js';
+import { evaluateHealth } from './health.js';
+import { Heartbeat } from './heartbeat.js';
+import { type Identity, loadIdentity, saveIdentity } from './identity.js';
+import { JobRunner } from './job-runner.js';
+import { LockKeeper } from './locks/lock-keeper.js';
+import { ResourceBook } from './resources.js';
+
+export const AGENT_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/**
+ * One GPU server's agent: discovers the machine, registers (once; the identity is kept on disk),
+ * heartbeats, claims the jobs that fit, runs them, and hands them back when it stops.
+ */
+export class Agent {
+  private adminState: 'active' | 'cordoned' | 'draining' = 'active';
+  private healthy = true;
+  private stopping = false;
+  private readonly closers: (() => Promise<void> | void)[] = [];
+  /** Resolves when the agent must stop on its own (its node was deleted). */
+  readonly fatal: Promise<string>;
+  private raiseFatal: (why: string) => void = () => {};
+
+  private constructor(
+    readonly config: AgentConfig,
+    readonly logger: Logger,
+  ) {
+    this.fatal = new Promise((resolve) => {
+      this.raiseFatal = resolve;
+    });
+  }
+
+  identity!: Identity;
+  executor!: Executor;
+  resources!: ResourceBook;
+  runner!: JobRunner;
+  private claimLoop!: ClaimLoop;
+  private heartbeat!: Heartbeat;
+
+  static async start(config: AgentConfig, logger: Logger): Promise<Agent> {
+    const agent = new Agent(config, logger);
+    try {
+      await agent.boot();
+    } catch (err) {
+      await agent.close();
+      throw err;
+    }
+    return agent;
+  }
+
+  private async boot(): Promise<void> {
+    const { config, logger } = this;
+    checkApiUrl(config);
+    const facts = await readHostFacts(config.diskPath);
+    const gpus = await this.discoverGpus();
+    this.executor = await this.chooseExecutor(gpus.mode === 'nvidia');
+    const api = new ApiClient(config.apiUrl, logger);
+    const maxJobs = config.node.maxConcurrentJobs ?? Math.max(2, 2 * gpus.devices.length);
+    const { identity, plane } = await this.identify(api, facts, gpus, maxJobs);
+    this.identity = identity;
+    const log = logger.child({ nodeId: identity.node_id });
+    log.info({ gpus: gpus.devices.length, gpuMode: gpus.mode, executor: this.executor.kind, maxJobs }, 'agent ready');
+
+    this.resources = new ResourceBook(gpus.devices, {
+      cpuCores: facts.cpu_cores,
+      memoryMiB: facts.memory_total,
+      maxJobs,
+      reservedCpuCores: config.node.reservedCpuCores,
+      reservedMemoryMiB: config.node.reservedMemoryMiB,
+    });
+    this.resources.updateLive((await gpus.read()).live);
+
+    // Whatever containers this node left behind belong to jobs it no longer holds.
+    await this.executor.cleanup(identity.node_id, new Set());
+
+    const queueRedis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: 'imagepod-agent' });
+    queueRedis.on('error', () => {});
+    this.closers.push(() => queueRedis.disconnect());
+    const maxDevice = Math.max(0, ...gpus.devices.map((d) => d.memoryTotal));
+    const tiers = plane.tiers
+      .filter((t) => t.kind === 'cpu' || t.min_gpu_memory_mib <= maxDevice)
+      .sort((a, b) => b.max_gpu_memory_mib - a.max_gpu_memory_mib)
+      .map(
+        (t) =>
+          new TierQueue(
+            t,
+            queueRedis,
+            {
+              lockDurationMs: config.locks.durationMs,
+              stalledIntervalMs: config.locks.stalledIntervalMs,
+              maxStalledCount: config.locks.maxStalledCount,
+              workerName: `${config.node.name}/${identity.node_id}`,
+            },
+            log,
+          ),
+      );
+    this.closers.push(() => Promise.all(tiers.map((t) => t.close())).then(() => {}));
+
+    const locks = new LockKeeper(
+      { redisUrl: config.redisUrl, lockDurationMs: config.locks.durationMs, watchdogMs: config.locks.watchdogMs },
+      log,
+    );
+    this.closers.push(() => locks.stop());
+    const crashLoop = new CrashLoop(config.crashLoop.threshold, config.crashLoop.backoffMs);
+    this.runner = new JobRunner({
+      api,
+      executor: this.executor,
+      resources: this.resources,
+      locks,
+      crashLoop,
+      nodeId: identity.node_id,
+      logLines: plane.limits.log_lines,
+      logger: log,
+      onFreed: () => {
+        this.claimLoop.wake();
+        void this.heartbeat.beat();
+      },
+    });
+    this.claimLoop = new ClaimLoop(
+      tiers,
+      this.resources,
+      () => !this.stopping && this.adminState === 'active' && this.healthy && !crashLoop.backingOff,
+      (claimed, placement) => this.runner.start(claimed, placement),
+      config.claim,
+      log,
+    );
+
+    this.heartbeat = new Heartbeat({
+      api,
+      nodeId: identity.node_id,
+      intervalMs: config.heartbeatIntervalMs ?? plane.heartbeat_interval_ms,
+      collect: () => this.collect(gpus, crashLoop),
+      onAck: (ack) => {
+        const wasActive = this.adminState === 'active';
+        this.adminState = ack.admin_state;
+        for (const id of ack.cancel_job_ids) this.runner.cancel(id);
+        if (!wasActive && ack.admin_state === 'active') this.claimLoop.wake();
+      },
+      onForgotten: () => this.raiseFatal('the API no longer knows this node (was it deleted?)'),
+      logger: log,
+    });
+    this.closers.push(() => this.heartbeat.stop());
+    await this.heartbeat.beat();
+    this.heartbeat.start();
+
+    const wakeRedis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: 'imagepod-agent-wake' });
+    wakeRedis.on('error', () => {});
+    const wake = new WakeSource(
+      wakeRedis,
+      new Map(tiers.map((t) => [t.name, t.eventsKey])),
+      { onWake: () => this.claimLoop.wake(), onCancel: (jobId) => this.runner.cancel(jobId) },
+      log,
+    );
+    await wake.start();
+    this.closers.push(() => wake.stop());
+    for (const t of tiers) await t.startStalledChecks();
+    this.claimLoop.start();
+    this.closers.push(() => this.claimLoop.stop());
+  }
+
+  private async discoverGpus(): Promise<GpuSource> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await GpuSource.discover(this.config.gpus.nvidiaSmi, this.config.gpus.simulated);
+      } catch (err) {
+        this.logger.error({ err: (err as Error).message, attempt }, 'GPU discovery failed; retrying in 10 s');
+        await sleep(10_000);
+      }
+    }
+  }
+
+  private async chooseExecutor(realGpus: boolean): Promise<Executor> {
+    const c = this.config;
+    const process = () =>
+      new ProcessExecutor(
+        { workDir: c.workDir, outputMaxBytes: c.outputMaxBytes, stopGraceSeconds: c.docker.stopGraceSeconds },
+        this.logger,
+      );
+    if (c.executor === 'process') return process();
+    const docker = new DockerExecutor(
+      {
+        host: c.docker.host,
+        network: c.docker.network,
+        pullPolicy: c.docker.pullPolicy,
+        pidsLimit: c.docker.pidsLimit,
+        stopGraceSeconds: c.docker.stopGraceSeconds,
+        outputMaxBytes: c.outputMaxBytes,
+        gpuDeviceRequests: c.gpus.deviceRequests === 'on' || (c.gpus.deviceRequests === 'auto' && realGpus),
+      },
+      await RegistryAuth.load(c.docker.registryAuthFile, c.docker.registrySecretsFile),
+      this.logger,
+    );
+    if (c.executor === 'docker') return docker;
+    const health = await docker.health();
+    if (health.ok) return docker;
+    this.logger.warn({ reason: health.reason }, 'no Docker engine answers: running jobs as local processes');
+    return process();
+  }
+
+  /** The identity on disk, checked with the API; or a new registration. */
+  private async identify(
+    api: ApiClient,
+    facts: HostFacts,
+    gpus: GpuSource,
+    maxJobs: number,
+  ): Promise<{ identity: Identity; plane: ControlPlaneConfig }> {
+    const c = this.config;
+    const saved = await loadIdentity(c.stateDir);
+    if (saved !== null) {
+      api.setApiKey(saved.api_key);
+      try {
+        return { identity: saved, plane: await api.config(saved.agent_id, { deadlineMs: Number.POSITIVE_INFINITY }) };
+      } catch (err) {
+        if (!(err instanceof ApiError && (err.status === 401 || err.status === 404))) throw err;
+        this.logger.warn({ nodeId: saved.node_id }, 'the API no longer knows the saved identity (node deleted?): registering again');
+      }
+    }
+    if (c.registrationToken === undefined) {
+      throw new Error(`no identity in ${c.stateDir} and no IMAGEPOD_REGISTRATION_TOKEN to register with`);
+    }
+    const reg = await api
+      .register(
+        {
+          agent_name: c.node.name,
+          agent_version: AGENT_VERSION,
+          executor: this.executor.kind,
+          node: {
+            node_name: c.node.name,
+            hostname: safeHostname(facts.hostname),
+            gpu_count: gpus.devices.length,
+            gpus: gpus.devices.map((d) => ({
+              index: d.index,
+              ...(d.uuid !== null && { uuid: d.uuid }),
+              name: d.name,
+              memory_total: d.memoryTotal,
+            })),
+            cpu_cores: facts.cpu_cores,
+            memory_total: facts.memory_total,
+            ...(facts.disk_total !== null && { disk_total: facts.disk_total }),
+            max_concurrent_jobs: maxJobs,
+            labels: { ...c.node.labels },
+            price_per_gpu_hour: c.node.pricePerGpuHour,
+            price_per_cpu_core_hour: c.node.pricePerCpuCoreHour,
+            price_per_gib_ram_hour: c.node.pricePerGibRamHour,
+            os: facts.os,
+            simulated_gpus: gpus.mode === 'simulated',
+          },
+        },
+        c.registrationToken,
+      )
+      .catch((err: unknown) => {
+        if (err instanceof ApiError && err.code === 'node_name_taken') {
+          throw new Error(`${err.message}. Set IMAGEPOD_NODE_NAME to another name, or delete the old node.`);
+        }
+        throw err;
+      });
+    const identity: Identity = {
+      node_id: reg.node_id,
+      agent_id: reg.agent_id,
+      api_key: reg.api_key,
+      api_url: c.apiUrl,
+      registered_at: new Date().toISOString(),
+    };
+    await saveIdentity(c.stateDir, identity);
+    api.setApiKey(reg.api_key);
+    this.logger.info({ nodeId: reg.node_id, agentId: reg.agent_id }, 'registered');
+    return { identity, plane: reg.config };
+  }
+
+  private async collect(gpus: GpuSource, crashLoop: CrashLoop): Promise<HeartbeatBody> {
+    const reading = await gpus.read();
+    this.resources.updateLive(reading.live);
+    const [host, runtime] = await Promise.all([readHostLive(this.config.diskPath), this.executor.health()]);
+    const health = evaluateHealth({
+      gpuProblem: reading.problem,
+      gpus: reading.live,
+      runtime,
+      diskFreeMiB: host.disk_available,
+      diskMinFreeMiB: this.config.diskMinFreeMiB,
+      diskPath: this.config.diskPath,
+      crashLoop: crashLoop.reason,
+    });
+    const wasHealthy = this.healthy;
+    this.healthy = health.status !== 'unhealthy';
+    if (!wasHealthy && this.healthy) setImmediate(() => this.claimLoop.wake());
+    return {
+      gpus: this.resources.deviceList.map((d) => {
+        const l = this.resources.liveOf(d.index);
+        return {
+          index: d.index,
+          memory_free: this.resources.freeOn(d.index),
+          ...(l?.memoryUsed != null && { memory_used: l.memoryUsed }),
+          ...(l?.utilization != null && { utilization: l.utilization }),
+          ...(l?.temperature != null && { temperature: l.temperature }),
+          healthy: l?.healthy ?? true,
+          ...(l?.error != null && { error: l.error.slice(0, 500) }),
+        };
+      }),
+      cpu_cores_available: this.resources.cpuFree,
+      memory_available: Math.min(this.resources.memoryFree, host.memory_available),
+      ...(host.disk_available !== null && { disk_available: host.disk_available }),
+      current_jobs: this.runner.count,
+      running_job_ids: this.runner.jobIds,
+      health_status: health.status,
+      health_reasons: health.reasons,
+    };
+  }
+
+  /**
+   * Stops claiming, lets running jobs finish for up to the grace period, then stops the rest and
+   * hands them back to the queue, and says goodbye with a last heartbeat.
+   */
+  async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.claimLoop?.stop();
+    this.logger.info({ running: this.runner?.count ?? 0, graceMs }, 'stopping: no new jobs; running ones get the grace period');
+    if (this.runner) await this.runner.shutdown(graceMs);
+    await this.heartbeat?.beat().catch(() => {});
+    await this.close();
+  }
+
+  private async close(): Promise<void> {
+    for (const c of this.closers.reverse()) {
+      try {
+        await c();
+      } catch {
+        /* closing anyway */
+      }
+    }
+  }
+}
+
+/** Plain HTTP to an API on another machine would carry the agent's key in clear. */
+function checkApiUrl(c: AgentConfig): void {
+  const u = new URL(c.apiUrl);
+  const loopback = ['localhost', '127.0.0.1', '[::1]', '::1'].includes(u.hostname);
+  if (u.protocol === 'http:' && !loopback && !c.allowInsecureApi) {
+    throw new Error(
+      `IMAGEPOD_API_URL ${c.apiUrl} is plain HTTP to another machine; use https, or set IMAGEPOD_ALLOW_INSECURE_API=true on a trusted network`,
+    );
+  }
+}
+
+function safeHostname(h: string): string {
+  const clean = (h || hostname()).replace(/[^A-Za-z0-9.-]/g, '-').replace(/^[-.]+|[-.]+$/g, '');
+  return clean === '' ? 'unknown-host' : clean.slice(0, 253);
+}

@@ -1,0 +1,310 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { JobEndReason, JobStatus } from '../src/domain/job-status.js';
+import { type JobPayload, type JobStatusReport, type JobView, jobPayload } from '../src/domain/schemas/job.js';
+import { type ApiClient, ApiError } from './api-client.js';
+import type { Claimed } from './claim/tier-queues.js';
+import type { CrashLoop } from './crash-loop.js';
+import type { ExecutionHooks, ExecutionResult, Executor } from './executor/types.js';
+import { StopReason } from './executor/types.js';
+import type { LockKeeper } from './locks/lock-keeper.js';
+import { LogShipper } from './log-shipper.js';
+import type { JsonValue } from './output.js';
+import type { Placement, ResourceBook } from './resources.js';
+
+export interface JobRunnerDeps {
+  readonly api: ApiClient;
+  readonly executor: Executor;
+  readonly resources: ResourceBook;
+  readonly locks: LockKeeper;
+  readonly crashLoop: CrashLoop;
+  readonly nodeId: string;
+  readonly logLines: number;
+  readonly logger: Logger;
+  /** Called whenever a job leaves, so the claim loop can use what it freed. */
+  readonly onFreed: () => void;
+}
+
+interface Running {
+  readonly claimed: Claimed;
+  readonly stop: AbortController;
+  /** Aborted when the lock is lost: nothing more may be said or done about the job. */
+  readonly lockLost: AbortController;
+  readonly done: Promise<void>;
+}
+
+/** How long to keep telling the API a job ended; the lock thread keeps the claim alive meanwhile. */
+const FINAL_REPORT_DEADLINE_MS = 60 * 60_000;
+
+/**
+ * Runs claimed jobs from claim to BullMQ completion: tells the API it has the job (with the
+ * lock token that proves it), runs it, streams its progress and logs, reports how it ended, and
+ * only then finishes it in BullMQ, so a job has one final state even if the agent dies between
+ * any two steps.
+ */
+export class JobRunner {
+  private readonly running = new Map<string, Running>();
+
+  constructor(private readonly d: JobRunnerDeps) {
+    d.locks.onLost((jobId) => this.lockLost(jobId));
+  }
+
+  get jobIds(): string[] {
+    return [...this.running.keys()];
+  }
+
+  get count(): number {
+    return this.running.size;
+  }
+
+  has(jobId: string): boolean {
+    return this.running.has(jobId);
+  }
+
+  /** Starts a claimed job whose resources `placement` holds (already reserved by the caller). */
+  start(claimed: Claimed, placement: Placement): void {
+    const id = claimed.job.id ?? '';
+    const stop = new AbortController();
+    const lockLost = new AbortController();
+    this.d.locks.track(id, `${claimed.tier.jobKey(id)}:lock`, claimed.tier.stalledKey, claimed.token);
+    const done = this.execute(claimed, placement, stop.signal, lockLost.signal)
+      .catch((err: unknown) => this.d.logger.error({ jobId: id, err: (err as Error).message }, 'job runner failed'))
+      .finally(() => {
+        this.d.locks.untrack(id);
+        this.d.resources.release(id);
+        this.running.delete(id);
+        this.d.onFreed();
+      });
+    this.running.set(id, { claimed, stop, lockLost, done });
+  }
+
+  cancel(jobId: string): void {
+    const r = this.running.get(jobId);
+    if (r && !r.stop.signal.aborted) {
+      this.d.logger.info({ jobId }, 'cancel requested: stopping the job');
+      r.stop.abort(StopReason.Cancelled);
+    }
+  }
+
+  private lockLost(jobId: string): void {
+    const r = this.running.get(jobId);
+    if (!r) return;
+    this.d.logger.warn({ jobId }, 'lost the lock on a running job (another agent may have it now): stopping it');
+    r.lockLost.abort();
+    if (!r.stop.signal.aborted) r.stop.abort(StopReason.LockLost);
+  }
+
+  /** Waits up to `graceMs` for running jobs to end, then stops the rest and hands them back. */
+  async shutdown(graceMs: number): Promise<void> {
+    const all = () => Promise.all([...this.running.values()].map((r) => r.done));
+    const ended = await Promise.race([all().then(() => true), sleep(graceMs).then(() => false)]);
+    if (ended) return;
+    for (const r of this.running.values()) if (!r.stop.signal.aborted) r.stop.abort(StopReason.Shutdown);
+    await all();
+  }
+
+  private async execute(claimed: Claimed, placement: Placement, stop: AbortSignal, lockLost: AbortSignal): Promise<void> {
+    const { job, token } = claimed;
+    const jobId = job.id ?? '';
+    const log = this.d.logger.child({ jobId, tier: claimed.tier.name });
+    const report = (body: Omit<JobStatusReport, 'lock_token'>, deadlineMs: number) =>
+      this.d.api.reportStatus(jobId, { ...body, lock_token: token } as JobStatusReport, { deadlineMs, signal: lockLost });
+
+    // 1. Tell the API this node has the job. Its answer may be that the job is over already.
+    let view: JobView;
+    try {
+      view = await report({ status: JobStatus.Assigned }, 60_000);
+    } catch (err) {
+      return this.abandonBeforeStart(claimed, err, log);
+    }
+    if (claimed.deferredFailure !== null) {
+      await this.finish(
+        claimed,
+        { status: JobStatus.Failed, reason: JobEndReason.Stalled, error_message: claimed.deferredFailure },
+        lockLost,
+        log,
+      );
+      return;
+    }
+    const payload = jobPayload.safeParse(job.data);
+    if (!payload.success) {
+      await this.finish(
+        claimed,
+        {
+          status: JobStatus.Failed,
+          reason: JobEndReason.InvalidPayload,
+          error_message: 'this agent cannot read the job (payload version or shape)',
+        },
+        lockLost,
+        log,
+      );
+      return;
+    }
+    log.info({ gpus: placement.gpuIndices, attempts: view.attempts }, 'running job');
+
+    // 2. Run it, streaming progress and logs.
+    const shipper = new LogShipper(this.d.api, jobId, token, this.d.logLines, log);
+    const result = await this.d.executor.run(
+      toRequest(payload.data, this.d.nodeId, placement),
+      this.hooks(jobId, report, shipper, lockLost, log),
+      stop,
+    );
+    await shipper.flush();
+    if (result.failedToStart) this.d.crashLoop.failedToStart(result.message ?? 'the container runtime failed');
+    else if (result.startedAt !== null) this.d.crashLoop.started();
+
+    // 3. Say how it ended, then end it in BullMQ the same way.
+    if (result.stoppedFor === StopReason.LockLost || lockLost.aborted) {
+      log.warn('job stopped after its lock was lost; its new owner reports it');
+      return;
+    }
+    if (result.stoppedFor === StopReason.Shutdown) {
+      await this.handBack(claimed, lockLost, log);
+      return;
+    }
+    await this.finish(claimed, endReport(result), lockLost, log);
+  }
+
+  private hooks(
+    jobId: string,
+    report: (body: Omit<JobStatusReport, 'lock_token'>, deadlineMs: number) => Promise<JobView>,
+    shipper: LogShipper,
+    lockLost: AbortSignal,
+    log: Logger,
+  ): ExecutionHooks {
+    let lastPullReport = 0;
+    const progress = (body: Omit<JobStatusReport, 'lock_token'>) => {
+      report(body, 10_000).catch((err: unknown) => {
+        if (lockLost.aborted) return;
+        // A refused progress report means the job was cancelled or is no longer ours: stop it.
+        if (err instanceof ApiError && err.status === 409) this.cancel(jobId);
+        else log.debug({ err: (err as Error).message }, 'progress report not delivered');
+      });
+    };
+    return {
+      onPulling: (percent, message) => {
+        const now = Date.now();
+        if (percent < 100 && now - lastPullReport < 1000) return;
+        lastPullReport = now;
+        progress({ status: JobStatus.Pulling, progress: percent, message });
+      },
+      onStarted: () => progress({ status: JobStatus.Running, progress: 0, message: 'container started' }),
+      onLog: (stream, text) => shipper.add(stream, text),
+    };
+  }
+
+  /**
+   * Reports the end and finishes the BullMQ job to match what the API recorded. If the user
+   * cancelled meanwhile, the API refuses the first report and the job ends as cancelled.
+   */
+  private async finish(claimed: Claimed, end: Omit<JobStatusReport, 'lock_token'>, lockLost: AbortSignal, log: Logger): Promise<void> {
+    const jobId = claimed.job.id ?? '';
+    let view: JobView;
+    try {
+      view = await this.d.api.reportStatus(jobId, { ...end, lock_token: claimed.token } as JobStatusReport, {
+        deadlineMs: FINAL_REPORT_DEADLINE_MS,
+        signal: lockLost,
+      });
+    } catch (err) {
+      if (lockLost.aborted) return;
+      if (err instanceof ApiError && err.code === 'invalid_transition') {
+        // Already final on the API's side (a cancel, an admin): confirm that and end the same way.
+        view = await this.d.api
+          .reportStatus(jobId, { status: JobStatus.Cancelled, lock_token: claimed.token }, { deadlineMs: 60_000, signal: lockLost })
+          .catch(() => ({ status: JobStatus.Cancelled }) as JobView);
+      } else if (err instanceof ApiError && err.code === 'lock_lost') {
+        log.warn('the API says this claim is no longer valid; leaving the job to its new owner');
+        return;
+      } else {
+        log.error({ err: (err as Error).message }, 'could not report how the job ended; BullMQ will hand it on when the lock lapses');
+        return;
+      }
+    }
+    await this.bull(claimed, log, async () => {
+      if (view.status === JobStatus.Queued) {
+        // The API is retrying it (retries left): back to the queue for any agent.
+        await claimed.job.moveToWait(claimed.token);
+      } else if (view.status === JobStatus.Succeeded) {
+        await claimed.job.moveToCompleted({ exit_code: view.exit_code }, claimed.token, false);
+      } else {
+        await claimed.job.moveToFailed(new Error(view.status_reason ?? view.error_message ?? view.status), claimed.token, false);
+      }
+    });
+    log.info({ status: view.status, reason: view.status_reason, exitCode: view.exit_code }, 'job ended');
+  }
+
+  /** Gives a job back to the queue for another agent (this one is shutting down). */
+  private async handBack(claimed: Claimed, lockLost: AbortSignal, log: Logger): Promise<void> {
+    const jobId = claimed.job.id ?? '';
+    await this.d.api
+      .reportStatus(
+        jobId,
+        { status: JobStatus.Queued, reason: JobEndReason.HandedBack, lock_token: claimed.token },
+        { deadlineMs: 10_000, signal: lockLost },
+      )
+      .catch((err: Error) => log.warn({ err: err.message }, 'could not tell the API the job was handed back'));
+    await this.bull(claimed, log, () => claimed.job.moveToWait(claimed.token));
+    log.info('handed the job back to the queue');
+  }
+
+  /** The API would not take the claim: the job is over, gone, or the API is away. */
+  private async abandonBeforeStart(claimed: Claimed, err: unknown, log: Logger): Promise<void> {
+    if (err instanceof ApiError && err.code === 'invalid_transition') {
+      log.info({ reason: err.message }, 'job ended before it started here (cancelled or finished): discarding');
+      await this.bull(claimed, log, () => claimed.job.moveToFailed(new Error(err.message), claimed.token, false));
+    } else if (err instanceof ApiError && err.status === 404) {
+      log.warn('the API has no record of this job: failing it in the queue');
+      await this.bull(claimed, log, () => claimed.job.moveToFailed(new Error('no job record'), claimed.token, false));
+    } else if (err instanceof ApiError && err.code === 'lock_lost') {
+      log.warn('lost the claim before starting');
+    } else {
+      log.warn({ err: (err as Error).message }, 'could not tell the API about the claim: handing the job back');
+      await this.bull(claimed, log, () => claimed.job.moveToWait(claimed.token));
+    }
+  }
+
+  /** A BullMQ step, retried through a short Redis outage; a lost lock ends it quietly. */
+  private async bull(claimed: Claimed, log: Logger, step: () => Promise<unknown>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await step();
+        return;
+      } catch (err) {
+        const message = (err as Error).message;
+        if (/lock|Missing key|not in the active state/i.test(message) || attempt >= 10) {
+          log.warn({ err: message }, 'could not finish the job in the queue; the stalled check will settle it');
+          return;
+        }
+        await sleep(Math.min(5000, 200 * 2 ** attempt));
+      }
+    }
+  }
+}
+
+function toRequest(p: JobPayload, nodeId: string, placement: Placement) {
+  return {
+    jobId: p.job_id,
+    nodeId,
+    image: p.spec.image,
+    command: p.spec.command,
+    args: p.spec.args,
+    env: p.spec.env,
+    inputData: p.spec.input_data as JsonValue | null,
+    gpuIndices: placement.gpuIndices,
+    cpuCores: placement.cpuCores,
+    memoryMiB: placement.memoryMiB,
+    timeoutSeconds: p.spec.timeout_seconds,
+    registrySecret: p.spec.registry_secret ?? null,
+  };
+}
+
+function endReport(r: ExecutionResult): Omit<JobStatusReport, 'lock_token'> {
+  return {
+    status: r.status,
+    ...(r.exitCode !== null && { exit_code: r.exitCode }),
+    ...(r.reason !== null && { reason: r.reason }),
+    ...(r.message !== null && r.status !== 'succeeded' && { error_message: r.message }),
+    ...(r.output !== null && { result: r.output as unknown as JobStatusReport['result'] }),
+    progress: 100,
+  };
+}
