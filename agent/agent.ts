@@ -89,7 +89,7 @@ export class Agent {
     this.resources.updateLive((await gpus.read()).live);
 
     // Whatever containers this node left behind belong to jobs it no longer holds.
-    await this.executor.cleanup(identity.node_id, new Set());
+    await this.cleanupLeftovers();
 
     const queueRedis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: 'imagepod-agent' });
     queueRedis.on('error', () => {});
@@ -174,6 +174,20 @@ export class Agent {
     for (const t of tiers) await t.startStalledChecks();
     this.claimLoop.start();
     this.closers.push(() => this.claimLoop.stop());
+  }
+
+  private cleanupPending = false;
+
+  /** Removes what jobs this node no longer holds left behind; with the runtime away, later. */
+  private async cleanupLeftovers(): Promise<void> {
+    try {
+      await this.executor.cleanup(this.identity.node_id, new Set(this.runner?.jobIds ?? []));
+      this.cleanupPending = false;
+    } catch (err) {
+      if (!this.cleanupPending)
+        this.logger.warn({ err: (err as Error).message }, 'could not clean up old job containers; will when the runtime answers');
+      this.cleanupPending = true;
+    }
   }
 
   private async discoverGpus(): Promise<GpuSource> {
@@ -298,6 +312,7 @@ export class Agent {
       diskPath: this.config.diskPath,
       crashLoop: crashLoop.reason,
     });
+    if (runtime.ok && this.cleanupPending) await this.cleanupLeftovers();
     const wasHealthy = this.healthy;
     this.healthy = health.status !== 'unhealthy';
     if (!wasHealthy && this.healthy) setImmediate(() => this.claimLoop.wake());

@@ -233,10 +233,15 @@ export class DockerExecutor implements Executor {
       await container.start();
     } catch (e) {
       attached.destroy();
+      const message = dockerMessage(e);
+      // A command the image does not have is the job's fault, not the node's.
+      if (/executable file not found|no such file or directory/i.test(message)) {
+        return result({ status: EndStatus.Failed, exitCode: 127, reason: 'command_not_found', message });
+      }
       return result({
         status: EndStatus.Failed,
         reason: 'start_failed',
-        message: `could not start the container: ${dockerMessage(e)}`,
+        message: `could not start the container: ${message}`,
         failedToStart: true,
       });
     }

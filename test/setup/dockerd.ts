@@ -99,12 +99,20 @@ export default async function setup(project: TestProject) {
   project.provide('dockerHost', problem === '' ? host : '');
   project.provide('dockerProblem', problem);
   return async () => {
-    if (started !== null) {
+    if (started === null) return;
+    try {
+      process.kill(started, 'SIGTERM');
+    } catch {
+      return;
+    }
+    // Wait for it to go, so a run that follows at once does not find it half-stopped.
+    for (let i = 0; i < 150; i++) {
       try {
-        process.kill(started, 'SIGTERM');
+        process.kill(started, 0);
       } catch {
-        /* gone */
+        return;
       }
+      await sleep(100);
     }
   };
 }
