@@ -35,6 +35,8 @@ interface Running {
 
 /** How long to keep telling the API a job ended; the lock thread keeps the claim alive meanwhile. */
 const FINAL_REPORT_DEADLINE_MS = 60 * 60_000;
+/** At shutdown, how long stopped jobs may take to hand back before the agent stops waiting. */
+const SHUTDOWN_REPORT_WAIT_MS = 15_000;
 
 /**
  * Runs claimed jobs from claim to BullMQ completion: tells the API it has the job (with the
@@ -44,6 +46,8 @@ const FINAL_REPORT_DEADLINE_MS = 60 * 60_000;
  */
 export class JobRunner {
   private readonly running = new Map<string, Running>();
+  /** Aborted when the agent is closing and cannot wait for the API or Redis any longer. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly d: JobRunnerDeps) {
     d.locks.onLost((jobId) => this.lockLost(jobId));
@@ -66,8 +70,10 @@ export class JobRunner {
     const id = claimed.job.id ?? '';
     const stop = new AbortController();
     const lockLost = new AbortController();
+    // Reports stop retrying when the lock is lost, or when the agent can wait no longer.
+    const giveUp = AbortSignal.any([lockLost.signal, this.closing.signal]);
     this.d.locks.track(id, `${claimed.tier.jobKey(id)}:lock`, claimed.tier.stalledKey, claimed.token);
-    const done = this.execute(claimed, placement, stop.signal, lockLost.signal)
+    const done = this.execute(claimed, placement, stop.signal, giveUp)
       .catch((err: unknown) => this.d.logger.error({ jobId: id, err: (err as Error).message }, 'job runner failed'))
       .finally(() => {
         this.d.locks.untrack(id);
@@ -94,21 +100,27 @@ export class JobRunner {
     if (!r.stop.signal.aborted) r.stop.abort(StopReason.LockLost);
   }
 
-  /** Waits up to `graceMs` for running jobs to end, then stops the rest and hands them back. */
+  /**
+   * Waits up to `graceMs` for running jobs to end, then stops the rest and hands them back. Past
+   * another short wait, reports still retrying are given up: those jobs come back through
+   * BullMQ's stalled check once their locks lapse.
+   */
   async shutdown(graceMs: number): Promise<void> {
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     const ended = await Promise.race([all().then(() => true), sleep(graceMs).then(() => false)]);
     if (ended) return;
     for (const r of this.running.values()) if (!r.stop.signal.aborted) r.stop.abort(StopReason.Shutdown);
+    const settled = await Promise.race([all().then(() => true), sleep(SHUTDOWN_REPORT_WAIT_MS).then(() => false)]);
+    if (!settled) this.closing.abort();
     await all();
   }
 
-  private async execute(claimed: Claimed, placement: Placement, stop: AbortSignal, lockLost: AbortSignal): Promise<void> {
+  private async execute(claimed: Claimed, placement: Placement, stop: AbortSignal, giveUp: AbortSignal): Promise<void> {
     const { job, token } = claimed;
     const jobId = job.id ?? '';
     const log = this.d.logger.child({ jobId, tier: claimed.tier.name });
     const report = (body: Omit<JobStatusReport, 'lock_token'>, deadlineMs: number) =>
-      this.d.api.reportStatus(jobId, { ...body, lock_token: token } as JobStatusReport, { deadlineMs, signal: lockLost });
+      this.d.api.reportStatus(jobId, { ...body, lock_token: token } as JobStatusReport, { deadlineMs, signal: giveUp });
 
     // 1. Tell the API this node has the job. Its answer may be that the job is over already.
     let view: JobView;
@@ -121,7 +133,7 @@ export class JobRunner {
       await this.finish(
         claimed,
         { status: JobStatus.Failed, reason: JobEndReason.Stalled, error_message: claimed.deferredFailure },
-        lockLost,
+        giveUp,
         log,
       );
       return;
@@ -135,7 +147,7 @@ export class JobRunner {
           reason: JobEndReason.InvalidPayload,
           error_message: 'this agent cannot read the job (payload version or shape)',
         },
-        lockLost,
+        giveUp,
         log,
       );
       return;
@@ -146,7 +158,7 @@ export class JobRunner {
     const shipper = new LogShipper(this.d.api, jobId, token, this.d.logLines, log);
     const result = await this.d.executor.run(
       toRequest(payload.data, this.d.nodeId, placement),
-      this.hooks(jobId, report, shipper, lockLost, log),
+      this.hooks(jobId, report, shipper, giveUp, log),
       stop,
     );
     await shipper.flush();
@@ -154,28 +166,28 @@ export class JobRunner {
     else if (result.startedAt !== null) this.d.crashLoop.started();
 
     // 3. Say how it ended, then end it in BullMQ the same way.
-    if (result.stoppedFor === StopReason.LockLost || lockLost.aborted) {
-      log.warn('job stopped after its lock was lost; its new owner reports it');
+    if (result.stoppedFor === StopReason.LockLost || giveUp.aborted) {
+      if (!this.closing.signal.aborted) log.warn('job stopped after its lock was lost; its new owner reports it');
       return;
     }
     if (result.stoppedFor === StopReason.Shutdown) {
-      await this.handBack(claimed, lockLost, log);
+      await this.handBack(claimed, giveUp, log);
       return;
     }
-    await this.finish(claimed, endReport(result), lockLost, log);
+    await this.finish(claimed, endReport(result), giveUp, log);
   }
 
   private hooks(
     jobId: string,
     report: (body: Omit<JobStatusReport, 'lock_token'>, deadlineMs: number) => Promise<JobView>,
     shipper: LogShipper,
-    lockLost: AbortSignal,
+    giveUp: AbortSignal,
     log: Logger,
   ): ExecutionHooks {
     let lastPullReport = 0;
     const progress = (body: Omit<JobStatusReport, 'lock_token'>) => {
       report(body, 10_000).catch((err: unknown) => {
-        if (lockLost.aborted) return;
+        if (giveUp.aborted) return;
         // A refused progress report means the job was cancelled or is no longer ours: stop it.
         if (err instanceof ApiError && err.status === 409) this.cancel(jobId);
         else log.debug({ err: (err as Error).message }, 'progress report not delivered');
@@ -197,20 +209,20 @@ export class JobRunner {
    * Reports the end and finishes the BullMQ job to match what the API recorded. If the user
    * cancelled meanwhile, the API refuses the first report and the job ends as cancelled.
    */
-  private async finish(claimed: Claimed, end: Omit<JobStatusReport, 'lock_token'>, lockLost: AbortSignal, log: Logger): Promise<void> {
+  private async finish(claimed: Claimed, end: Omit<JobStatusReport, 'lock_token'>, giveUp: AbortSignal, log: Logger): Promise<void> {
     const jobId = claimed.job.id ?? '';
     let view: JobView;
     try {
       view = await this.d.api.reportStatus(jobId, { ...end, lock_token: claimed.token } as JobStatusReport, {
         deadlineMs: FINAL_REPORT_DEADLINE_MS,
-        signal: lockLost,
+        signal: giveUp,
       });
     } catch (err) {
-      if (lockLost.aborted) return;
+      if (giveUp.aborted) return;
       if (err instanceof ApiError && err.code === 'invalid_transition') {
         // Already final on the API's side (a cancel, an admin): confirm that and end the same way.
         view = await this.d.api
-          .reportStatus(jobId, { status: JobStatus.Cancelled, lock_token: claimed.token }, { deadlineMs: 60_000, signal: lockLost })
+          .reportStatus(jobId, { status: JobStatus.Cancelled, lock_token: claimed.token }, { deadlineMs: 60_000, signal: giveUp })
           .catch(() => ({ status: JobStatus.Cancelled }) as JobView);
       } else if (err instanceof ApiError && err.code === 'lock_lost') {
         log.warn('the API says this claim is no longer valid; leaving the job to its new owner');
@@ -234,13 +246,13 @@ export class JobRunner {
   }
 
   /** Gives a job back to the queue for another agent (this one is shutting down). */
-  private async handBack(claimed: Claimed, lockLost: AbortSignal, log: Logger): Promise<void> {
+  private async handBack(claimed: Claimed, giveUp: AbortSignal, log: Logger): Promise<void> {
     const jobId = claimed.job.id ?? '';
     await this.d.api
       .reportStatus(
         jobId,
         { status: JobStatus.Queued, reason: JobEndReason.HandedBack, lock_token: claimed.token },
-        { deadlineMs: 10_000, signal: lockLost },
+        { deadlineMs: 10_000, signal: giveUp },
       )
       .catch((err: Error) => log.warn({ err: err.message }, 'could not tell the API the job was handed back'));
     await this.bull(claimed, log, () => claimed.job.moveToWait(claimed.token));
@@ -271,7 +283,7 @@ export class JobRunner {
         return;
       } catch (err) {
         const message = (err as Error).message;
-        if (/lock|Missing key|not in the active state/i.test(message) || attempt >= 10) {
+        if (/lock|Missing key|not in the active state/i.test(message) || attempt >= 6 || this.closing.signal.aborted) {
           log.warn({ err: message }, 'could not finish the job in the queue; the stalled check will settle it');
           return;
         }
