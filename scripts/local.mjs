@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
- * Runs the whole system on this machine: the API (with the dashboard and Bull Board it
- * serves) and a local agent, against the local Redis, starting a redis-server when none
- * answers. Secrets for development are generated once into .imagepod/local.env.
+ * Runs the whole system on this machine: the API and a local agent, against the local Redis,
+ * starting a redis-server when none answers. Secrets for development are generated once into
+ * .imagepod/local.env.
  *
  *   npm run local
  */
@@ -164,6 +164,23 @@ async function waitReady(url) {
   fail(`the API did not become ready at ${url}`);
 }
 
+/** Waits until the local agent's node heartbeats, so the first job submitted runs at once. */
+async function waitAgentOnline(url, env) {
+  const token = mint(env, 'local-runner', 'admin');
+  const name = process.env.IMAGEPOD_NODE_NAME ?? 'local';
+  for (let i = 0; i < 150; i++) {
+    try {
+      const res = await fetch(`${url}/gpu-workers/nodes/?status=online&limit=500`, { headers: { authorization: `Bearer ${token}` } });
+      const body = await res.json();
+      if (body.items?.some((n) => n.node_name === name)) return;
+    } catch {
+      /* not yet */
+    }
+    await sleep(200);
+  }
+  fail('the local agent did not come online; see the [agent] lines above');
+}
+
 function mint(env, sub, role) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/mint-token.ts', '--sub', sub, '--role', role], {
     cwd: root,
@@ -211,11 +228,28 @@ const apiUrl = `http://localhost:${port}`;
 start('api', 'src/main.ts', env);
 await waitReady(apiUrl);
 
+// The local agent: Docker when an engine answers (the agent decides), GPUs from nvidia-smi, or
+// one simulated 24 GiB GPU on a machine without any, so GPU jobs can be tried anywhere.
+const agentEnv = {
+  ...env,
+  IMAGEPOD_API_URL: apiUrl,
+  IMAGEPOD_AGENT_STATE_DIR: process.env.IMAGEPOD_AGENT_STATE_DIR ?? join(stateDir, 'agent'),
+  IMAGEPOD_NODE_NAME: process.env.IMAGEPOD_NODE_NAME ?? 'local',
+};
+const hasNvidiaSmi = !spawnSync(process.env.IMAGEPOD_NVIDIA_SMI ?? 'nvidia-smi', ['-L']).error;
+if (!hasNvidiaSmi && process.env.IMAGEPOD_SIMULATED_GPUS === undefined) {
+  agentEnv.IMAGEPOD_SIMULATED_GPUS = '1x24564:RTX 4090';
+  say('no nvidia-smi here: the local agent simulates one 24 GiB RTX 4090 (set IMAGEPOD_SIMULATED_GPUS to change)');
+}
+start('agent', 'agent/main.ts', agentEnv);
+await waitAgentOnline(apiUrl, env);
+
 const adminToken = mint(env, 'admin', 'admin');
 const userToken = mint(env, 'alice', 'user');
 say('ImagePod is running:');
 say(`  API           ${apiUrl}/gpu-workers/`);
 say(`  health        ${apiUrl}/healthz  ${apiUrl}/readyz`);
+say(`  agent         node "${agentEnv.IMAGEPOD_NODE_NAME}", state in ${agentEnv.IMAGEPOD_AGENT_STATE_DIR}`);
 say('Tokens for development (12 h; mint more with `npm run token -- --sub <user> [--role admin]`):');
 say(`  export ADMIN_TOKEN=${adminToken}`);
 say(`  export TOKEN=${userToken}`);

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Agent } from '../../agent/agent.js';
+import { startAgent } from '../support/agent.js';
 import { startTestApi, type TestApi } from '../support/api.js';
 
 /**
@@ -13,13 +15,18 @@ import { startTestApi, type TestApi } from '../support/api.js';
 const run = promisify(execFile);
 let t: TestApi;
 let dir: string;
+let agent: Agent;
 
 beforeAll(async () => {
   t = await startTestApi('readme');
+  // The local agent of `npm run local`, here with a 4 GiB GPU: the hello job fits, the 8 GiB
+  // job of the original README waits, so the walkthrough can cancel it.
+  agent = await startAgent(t, { IMAGEPOD_SIMULATED_GPUS: '1x4096:RTX 4090' });
   dir = mkdtempSync(join(tmpdir(), 'imagepod-readme-'));
   writeFileSync(join(dir, 'local.env'), `IMAGEPOD_JWT_SECRET=${t.secret}\nIMAGEPOD_REGISTRATION_TOKEN=${t.registrationToken}\n`);
 });
 afterAll(async () => {
+  await agent.stop(0);
   await t.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -49,5 +56,8 @@ describe('README walkthrough', () => {
     expect(stdout).toContain('"status":"cancelled"');
     expect(stdout).toContain('"status":"cordoned"');
     expect(stdout).toContain('"jobs_run":0');
+    expect(stdout).toContain('hello, {\\"name\\":\\"world\\"}');
+    expect(stdout).toContain('event: end\ndata: {"status":"succeeded"}');
+    expect(stdout).toContain('"result":{"data":{"greeting":"hello"}');
   }, 90_000);
 });

@@ -52,67 +52,77 @@ async function importBusybox(host: string): Promise<void> {
   await run('bash', ['-c', `tar -C ${rootfs} -c . | docker -H ${host} import -c 'CMD ["/bin/sh"]' - ${TEST_IMAGE}`]);
 }
 
-export default async function setup(project: TestProject) {
+/**
+ * Finds or starts the test Docker engine and makes sure the test image is in it. `stop` stops
+ * the engine only if this call started it.
+ */
+export async function ensureTestDocker(): Promise<{ host: string; stop: () => Promise<void> }> {
   const given = process.env.IMAGEPOD_TEST_DOCKER_HOST;
   const host = given ?? `unix://${ROOT}/docker.sock`;
   let started: number | null = null;
-  let problem = '';
-  try {
-    if (!(await answers(host))) {
-      if (given) throw new Error(`IMAGEPOD_TEST_DOCKER_HOST=${given} does not answer`);
-      const dockerd = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((p) => existsSync(p));
-      if (!dockerd) throw new Error('dockerd is not installed: apt-get install -y docker.io busybox-static (.ci/run does)');
-      mkdirSync(join(ROOT, 'bin'), { recursive: true });
-      await run('cp', [join(import.meta.dirname, '../fixtures/docker/nvidia-container-runtime-hook'), join(ROOT, 'bin/')]);
-      const child = spawn(
-        dockerd,
-        [
-          '--storage-driver=vfs',
-          '--iptables=false',
-          '--ip6tables=false',
-          '--bridge=none',
-          '--ip-forward=false',
-          '--data-root',
-          join(ROOT, 'data'),
-          '--exec-root',
-          join(ROOT, 'exec'),
-          '-H',
-          host,
-          '--pidfile',
-          join(ROOT, 'dockerd.pid'),
-        ],
-        {
-          detached: true,
-          stdio: ['ignore', 'ignore', 'ignore'],
-          env: { ...process.env, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` },
-        },
-      );
-      child.unref();
-      for (let i = 0; i < 100 && !(await answers(host)); i++) await sleep(200);
-      if (!(await answers(host))) throw new Error('dockerd started but does not answer');
-      started = Number(readFileSync(join(ROOT, 'dockerd.pid'), 'utf8'));
-    }
-    await importBusybox(host);
-  } catch (err) {
-    problem = (err as Error).message;
+  if (!(await answers(host))) {
+    if (given) throw new Error(`IMAGEPOD_TEST_DOCKER_HOST=${given} does not answer`);
+    const dockerd = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((p) => existsSync(p));
+    if (!dockerd) throw new Error('dockerd is not installed: apt-get install -y docker.io busybox-static (.ci/run does)');
+    mkdirSync(join(ROOT, 'bin'), { recursive: true });
+    await run('cp', [join(import.meta.dirname, '../fixtures/docker/nvidia-container-runtime-hook'), join(ROOT, 'bin/')]);
+    const child = spawn(
+      dockerd,
+      [
+        '--storage-driver=vfs',
+        '--iptables=false',
+        '--ip6tables=false',
+        '--bridge=none',
+        '--ip-forward=false',
+        '--data-root',
+        join(ROOT, 'data'),
+        '--exec-root',
+        join(ROOT, 'exec'),
+        '-H',
+        host,
+        '--pidfile',
+        join(ROOT, 'dockerd.pid'),
+      ],
+      { detached: true, stdio: ['ignore', 'ignore', 'ignore'], env: { ...process.env, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` } },
+    );
+    child.unref();
+    for (let i = 0; i < 100 && !(await answers(host)); i++) await sleep(200);
+    if (!(await answers(host))) throw new Error('dockerd started but does not answer');
+    started = Number(readFileSync(join(ROOT, 'dockerd.pid'), 'utf8'));
   }
-  project.provide('dockerHost', problem === '' ? host : '');
-  project.provide('dockerProblem', problem);
-  return async () => {
-    if (started === null) return;
-    try {
-      process.kill(started, 'SIGTERM');
-    } catch {
-      return;
-    }
-    // Wait for it to go, so a run that follows at once does not find it half-stopped.
-    for (let i = 0; i < 150; i++) {
+  await importBusybox(host);
+  const pid = started;
+  return {
+    host,
+    async stop() {
+      if (pid === null) return;
       try {
-        process.kill(started, 0);
+        process.kill(pid, 'SIGTERM');
       } catch {
         return;
       }
-      await sleep(100);
-    }
+      // Wait for it to go, so a run that follows at once does not find it half-stopped.
+      for (let i = 0; i < 150; i++) {
+        try {
+          process.kill(pid, 0);
+        } catch {
+          return;
+        }
+        await sleep(100);
+      }
+    },
   };
+}
+
+export default async function setup(project: TestProject) {
+  try {
+    const docker = await ensureTestDocker();
+    project.provide('dockerHost', docker.host);
+    project.provide('dockerProblem', '');
+    return docker.stop;
+  } catch (err) {
+    project.provide('dockerHost', '');
+    project.provide('dockerProblem', (err as Error).message);
+    return async () => {};
+  }
 }
