@@ -232,7 +232,7 @@ export class JobRunner {
         return;
       }
     }
-    await this.bull(claimed, log, async () => {
+    await this.bull(log, async () => {
       if (view.status === JobStatus.Queued) {
         // The API is retrying it (retries left): back to the queue for any agent.
         await claimed.job.moveToWait(claimed.token);
@@ -255,7 +255,7 @@ export class JobRunner {
         { deadlineMs: 10_000, signal: giveUp },
       )
       .catch((err: Error) => log.warn({ err: err.message }, 'could not tell the API the job was handed back'));
-    await this.bull(claimed, log, () => claimed.job.moveToWait(claimed.token));
+    await this.bull(log, () => claimed.job.moveToWait(claimed.token));
     log.info('handed the job back to the queue');
   }
 
@@ -263,20 +263,20 @@ export class JobRunner {
   private async abandonBeforeStart(claimed: Claimed, err: unknown, log: Logger): Promise<void> {
     if (err instanceof ApiError && err.code === 'invalid_transition') {
       log.info({ reason: err.message }, 'job ended before it started here (cancelled or finished): discarding');
-      await this.bull(claimed, log, () => claimed.job.moveToFailed(new Error(err.message), claimed.token, false));
+      await this.bull(log, () => claimed.job.moveToFailed(new Error(err.message), claimed.token, false));
     } else if (err instanceof ApiError && err.status === 404) {
       log.warn('the API has no record of this job: failing it in the queue');
-      await this.bull(claimed, log, () => claimed.job.moveToFailed(new Error('no job record'), claimed.token, false));
+      await this.bull(log, () => claimed.job.moveToFailed(new Error('no job record'), claimed.token, false));
     } else if (err instanceof ApiError && err.code === 'lock_lost') {
       log.warn('lost the claim before starting');
     } else {
       log.warn({ err: (err as Error).message }, 'could not tell the API about the claim: handing the job back');
-      await this.bull(claimed, log, () => claimed.job.moveToWait(claimed.token));
+      await this.bull(log, () => claimed.job.moveToWait(claimed.token));
     }
   }
 
   /** A BullMQ step, retried through a short Redis outage; a lost lock ends it quietly. */
-  private async bull(claimed: Claimed, log: Logger, step: () => Promise<unknown>): Promise<void> {
+  private async bull(log: Logger, step: () => Promise<unknown>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await step();
