@@ -7,7 +7,11 @@ let t: TestApi;
 const agents: Agent[] = [];
 
 beforeAll(async () => {
-  t = await startTestApi('agent-basics', { IMAGEPOD_HEARTBEAT_INTERVAL_MS: '200', IMAGEPOD_HEARTBEAT_TTL_MS: '1000' });
+  t = await startTestApi('agent-basics', {
+    IMAGEPOD_HEARTBEAT_INTERVAL_MS: '200',
+    IMAGEPOD_HEARTBEAT_TTL_MS: '1000',
+    IMAGEPOD_JOB_LOG_MAX_LINES: '50',
+  });
 });
 afterAll(async () => {
   await Promise.all(agents.map((a) => a.stop(0)));
@@ -82,6 +86,25 @@ describe('an agent', () => {
     expect(await finished(bad)).toMatchObject({ status: 'failed', exit_code: 4, status_reason: 'non_zero_exit' });
     const stats = (await t.req('GET', `/nodes/${a.identity.node_id}/stats`, { token: t.tokens.alice })).body;
     expect(stats).toMatchObject({ jobs_run: 2, jobs_succeeded: 1, jobs_failed: 1 });
+    await a.stop(0);
+    agents.splice(agents.indexOf(a), 1);
+  });
+
+  it('caps a chatty job’s log at the API’s line limit, and says so', async () => {
+    const a = await startAgent(t);
+    agents.push(a);
+    const id = await submit({
+      docker_image: 'busybox',
+      command: ['sh', '-c', 'i=0; while [ $i -lt 500 ]; do echo line $i; i=$((i+1)); done'],
+      memory_required: 64,
+    });
+    expect((await finished(id)).status).toBe('succeeded');
+    const lines = (await t.req('GET', `/jobs/${id}/logs?limit=1000`, { token: t.tokens.alice })).body.items.map(
+      (l: { text: string }) => l.text,
+    );
+    expect(lines.slice(0, 3)).toEqual(['line 0', 'line 1', 'line 2']);
+    expect(lines).toContain('log truncated: this job wrote more than 50 lines');
+    expect(lines.filter((l: string) => l.startsWith('line '))).toHaveLength(50);
     await a.stop(0);
     agents.splice(agents.indexOf(a), 1);
   });
