@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AgentConfig as ControlPlaneConfig } from '../../src/domain/schemas/agent.js';
 import type { JobPayload } from '../../src/domain/schemas/job.js';
+import { pairsToRecord } from '../../src/redis/connection.js';
 import type { ClaimResources } from '../resources.js';
 
 type TierInfo = ControlPlaneConfig['tiers'][number];
@@ -96,7 +97,7 @@ export class TierQueue {
       scanLimit,
     );
     if (claimed === 1) {
-      const raw = flatToObject(rest);
+      const raw = pairsToRecord(rest);
       const job = Job.fromJSON<JobPayload>(this.worker, raw as never, id);
       return { kind: 'claimed', claimed: { tier: this, job, token, deferredFailure: raw.defa ?? null } };
     }
@@ -106,11 +107,4 @@ export class TierQueue {
   async close(): Promise<void> {
     await this.worker.close(true);
   }
-}
-
-function flatToObject(flat: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!Array.isArray(flat)) return out;
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = String(flat[i + 1]);
-  return out;
 }

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
 import { startAgent, waitFor } from '../support/agent.js';
 import { startTestApi, type TestApi } from '../support/api.js';
+import { jobsOf } from '../support/jobs.js';
 
 let t: TestApi;
 const agents: Agent[] = [];
@@ -18,17 +19,8 @@ afterAll(async () => {
   await t.close();
 });
 
-async function submit(body: Record<string, unknown>) {
-  const r = await t.req('POST', '/jobs/', { token: t.tokens.alice, body });
-  if (r.status !== 201) throw new Error(r.text);
-  return r.body.id as string;
-}
-const job = async (id: string) => (await t.req('GET', `/jobs/${id}`, { token: t.tokens.alice })).body;
-const finished = (id: string) =>
-  waitFor(`job ${id} to end`, async () => {
-    const j = await job(id);
-    return ['succeeded', 'failed', 'cancelled', 'timed_out'].includes(j.status) ? j : undefined;
-  });
+const submit = (body: Record<string, unknown>) => jobsOf(t).submit(body);
+const finished = (id: string) => jobsOf(t).finished(id);
 
 describe('an agent', () => {
   it('registers its node with operator labels, prices and limits, shows simulated GPUs, and keeps its identity across restarts', async () => {

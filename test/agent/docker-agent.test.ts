@@ -6,6 +6,7 @@ import { saveIdentity } from '../../agent/identity.js';
 import { startAgent, waitFor } from '../support/agent.js';
 import { registerNode, startTestApi, type TestApi } from '../support/api.js';
 import { TEST_IMAGE, testDocker, testDockerHost } from '../support/docker.js';
+import { jobsOf } from '../support/jobs.js';
 
 /** Agents running real containers on the test's Docker engine, with GPUs from the nvidia-smi stand-in. */
 const FIXTURES = join(import.meta.dirname, '../fixtures');
@@ -35,21 +36,10 @@ async function agent(env: Record<string, string> = {}) {
   agents.push(a);
   return a;
 }
-async function submit(body: Record<string, unknown>) {
-  const r = await t.req('POST', '/jobs/', { token: t.tokens.alice, body: { docker_image: TEST_IMAGE, memory_required: 32, ...body } });
-  if (r.status !== 201) throw new Error(r.text);
-  return r.body.id as string;
-}
-const view = async (id: string) => (await t.req('GET', `/jobs/${id}`, { token: t.tokens.alice })).body;
-const status = (id: string, s: string, ms = 20_000) =>
-  waitFor(
-    `job ${id} ${s}`,
-    async () => {
-      const v = await view(id);
-      return v.status === s ? v : undefined;
-    },
-    ms,
-  );
+const jobs = () => jobsOf(t);
+const submit = (body: Record<string, unknown>) => jobs().submit({ docker_image: TEST_IMAGE, memory_required: 32, ...body });
+const view = (id: string) => jobs().view(id);
+const status = (id: string, s: string, ms?: number) => jobs().status(id, s, ms);
 const node = async (id: string) => (await t.req('GET', `/nodes/${id}`, { token: t.tokens.admin })).body;
 const containersOf = (jobId: string) => testDocker().listContainers({ all: true, filters: { label: [`${LABEL.jobId}=${jobId}`] } });
 

@@ -5,6 +5,7 @@ import type { Agent } from '../../agent/agent.js';
 import { Keys } from '../../src/redis/keys.js';
 import { spawnAgent, startAgent, waitFor } from '../support/agent.js';
 import { startTestApi, type TestApi } from '../support/api.js';
+import { jobsOf } from '../support/jobs.js';
 import { REDIS_URL } from '../support/redis.js';
 
 let t: TestApi;
@@ -26,24 +27,11 @@ const online = (name: string) =>
     return nodes.find((n: { node_name: string }) => n.node_name === name)?.node_id as string | undefined;
   });
 
-async function submit(script: string, extra: Record<string, unknown> = {}) {
-  const r = await t.req('POST', '/jobs/', {
-    token: t.tokens.alice,
-    body: { docker_image: 'busybox', command: ['sh', '-c', script], memory_required: 16, cpu_cores_required: 0.1, ...extra },
-  });
-  if (r.status !== 201) throw new Error(r.text);
-  return r.body.id as string;
-}
-const view = async (id: string) => (await t.req('GET', `/jobs/${id}`, { token: t.tokens.admin })).body;
-const status = (id: string, s: string, ms = 20_000) =>
-  waitFor(
-    `job ${id} ${s}`,
-    async () => {
-      const v = await view(id);
-      return v.status === s ? v : undefined;
-    },
-    ms,
-  );
+const jobs = () => jobsOf(t);
+const submit = (script: string) =>
+  jobs().submit({ docker_image: 'busybox', command: ['sh', '-c', script], memory_required: 16, cpu_cores_required: 0.1 });
+const view = (id: string) => jobs().view(id);
+const status = (id: string, s: string, ms?: number) => jobs().status(id, s, ms);
 
 describe('locks', () => {
   it('a job running for many lock durations keeps its single owner while the agent’s event loop is blocked', async () => {
