@@ -163,7 +163,7 @@ export class DockerExecutor implements Executor {
       const onAbort = () => stream.destroy(new Error('stopped'));
       stop.addEventListener('abort', onAbort, { once: true });
       const layers = new Map<string, { current: number; total: number }>();
-      let lastPercent = -1;
+      let lastPercent = 0;
       try {
         await new Promise<void>((resolve, reject) => {
           this.docker.modem.followProgress(
@@ -198,7 +198,7 @@ export class DockerExecutor implements Executor {
       } finally {
         stop.removeEventListener('abort', onAbort);
       }
-      hooks.onPulling(100, `pulled ${req.image}`);
+      if (lastPercent !== 100) hooks.onPulling(100, `pulled ${req.image}`);
       return null;
     } catch (err) {
       return `could not pull ${req.image}: ${dockerMessage(err)}`;
@@ -368,8 +368,9 @@ function statusOf(err: unknown): number | undefined {
   return (err as { statusCode?: number } | null)?.statusCode;
 }
 
-/** The Docker engine's own message, without dockerode's wrapping. */
+/** The Docker engine's own message, without dockerode's "(HTTP code 500) server error - " wrapping. */
 function dockerMessage(err: unknown): string {
-  const e = err as { json?: { message?: string }; reason?: string; message?: string };
-  return e.json?.message ?? e.message ?? e.reason ?? String(err);
+  const e = err as { json?: { message?: string } | null; reason?: string; message?: string };
+  const text = e.json?.message ?? e.message ?? e.reason ?? String(err);
+  return (/^\(HTTP code \d+\) [^-]*- ([\s\S]*)$/.exec(text)?.[1] ?? text).trim();
 }
