@@ -3,11 +3,12 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { queueNameFor } from '../src/domain/queues.js';
 import type { AgentConfig as ControlPlaneConfig } from '../src/domain/schemas/agent.js';
 import type { HeartbeatBody } from '../src/domain/schemas/node.js';
 import { ApiClient, ApiError } from './api-client.js';
-import { ClaimLoop } from './claim/claim-loop.js';
-import { TierQueue } from './claim/tier-queues.js';
+import { ClaimLoop, type NodeSelf } from './claim/claim-loop.js';
+import { QueueHandle, type QueueInfo } from './claim/queue-handle.js';
 import { WakeSource } from './claim/wake.js';
 import type { AgentConfig } from './config.js';
 import { CrashLoop } from './crash-loop.js';
@@ -32,6 +33,12 @@ export const AGENT_VERSION = (JSON.parse(readFileSync(new URL('../package.json',
  */
 export class Agent {
   private adminState: 'active' | 'cordoned' | 'draining' = 'active';
+  /** Labels and prices as the API last said (an admin may change them), and owners at their cap. */
+  private labels: Record<string, string> = {};
+  private prices: [number, number, number] = [0, 0, 0];
+  private capped = new Set<string>();
+  /** Owners the API refused here since the last heartbeat answer. */
+  private readonly cappedHere = new Set<string>();
   private healthy = true;
   private stopping = false;
   private readonly closers: (() => Promise<void> | void)[] = [];
@@ -94,25 +101,21 @@ export class Agent {
     const queueRedis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: 'imagepod-agent' });
     queueRedis.on('error', () => {});
     this.closers.push(() => queueRedis.disconnect());
-    const maxDevice = Math.max(0, ...gpus.devices.map((d) => d.memoryTotal));
-    const tiers = plane.tiers
-      .filter((t) => t.kind === 'cpu' || t.min_gpu_memory_mib <= maxDevice)
-      .sort((a, b) => b.max_gpu_memory_mib - a.max_gpu_memory_mib)
-      .map(
-        (t) =>
-          new TierQueue(
-            t,
-            queueRedis,
-            {
-              lockDurationMs: config.locks.durationMs,
-              stalledIntervalMs: config.locks.stalledIntervalMs,
-              maxStalledCount: config.locks.maxStalledCount,
-              workerName: `${config.node.name}/${identity.node_id}`,
-            },
-            log,
-          ),
-      );
-    this.closers.push(() => Promise.all(tiers.map((t) => t.close())).then(() => {}));
+    const queues = queuesToServe(plane, gpus.devices).map(
+      (info) =>
+        new QueueHandle(
+          info,
+          queueRedis,
+          {
+            lockDurationMs: config.locks.durationMs,
+            stalledIntervalMs: config.locks.stalledIntervalMs,
+            maxStalledCount: config.locks.maxStalledCount,
+            workerName: `${config.node.name}/${identity.node_id}`,
+          },
+          log,
+        ),
+    );
+    this.closers.push(() => Promise.all(queues.map((q) => q.close())).then(() => {}));
 
     const locks = new LockKeeper(
       { redisUrl: config.redisUrl, lockDurationMs: config.locks.durationMs, watchdogMs: config.locks.watchdogMs },
@@ -133,10 +136,15 @@ export class Agent {
         this.claimLoop.wake();
         void this.heartbeat.beat();
       },
+      onRefused: (jobId, owner, code) => {
+        if (code === 'fair_share') this.cappedHere.add(encodeURIComponent(owner));
+        this.claimLoop.avoid(jobId);
+      },
     });
     this.claimLoop = new ClaimLoop(
-      tiers,
+      queues,
       this.resources,
+      () => this.self(),
       () => !this.stopping && this.adminState === 'active' && this.healthy && !crashLoop.backingOff,
       (claimed, placement) => this.runner.start(claimed, placement),
       config.claim,
@@ -151,6 +159,13 @@ export class Agent {
       onAck: (ack) => {
         const wasActive = this.adminState === 'active';
         this.adminState = ack.admin_state;
+        this.labels = ack.labels;
+        this.prices = [ack.price_per_gpu_hour, ack.price_per_cpu_core_hour, ack.price_per_gib_ram_hour];
+        const capped = new Set(ack.capped_users.map((u) => encodeURIComponent(u)));
+        const freed = [...this.capped].some((u) => !capped.has(u));
+        this.capped = capped;
+        this.cappedHere.clear();
+        if (freed) this.claimLoop.wake();
         for (const id of ack.cancel_job_ids) this.runner.cancel(id);
         if (!wasActive && ack.admin_state === 'active') this.claimLoop.wake();
       },
@@ -165,13 +180,13 @@ export class Agent {
     wakeRedis.on('error', () => {});
     const wake = new WakeSource(
       wakeRedis,
-      new Map(tiers.map((t) => [t.name, t.eventsKey])),
+      new Map(queues.map((q) => [q.name, q.eventsKey])),
       { onWake: () => this.claimLoop.wake(), onCancel: (jobId) => this.runner.cancel(jobId) },
       log,
     );
     await wake.start();
     this.closers.push(() => wake.stop());
-    for (const t of tiers) await t.startStalledChecks();
+    for (const q of queues) await q.startStalledChecks();
     this.claimLoop.start();
     this.closers.push(() => this.claimLoop.stop());
   }
@@ -188,6 +203,10 @@ export class Agent {
         this.logger.warn({ err: (err as Error).message }, 'could not clean up old job containers; will when the runtime answers');
       this.cleanupPending = true;
     }
+  }
+
+  private self(): NodeSelf {
+    return { name: this.config.node.name, labels: this.labels, prices: this.prices, capped: [...this.capped, ...this.cappedHere] };
   }
 
   private async discoverGpus(): Promise<GpuSource> {
@@ -373,6 +392,20 @@ function checkApiUrl(c: AgentConfig): void {
       `IMAGEPOD_API_URL ${c.apiUrl} is plain HTTP to another machine; use https, or set IMAGEPOD_ALLOW_INSECURE_API=true on a trusted network`,
     );
   }
+}
+
+/** The tier queues this node could serve (CPU, and GPU tiers its GPUs can hold), and their per-family queues. */
+function queuesToServe(plane: ControlPlaneConfig, devices: readonly { family: string; memoryTotal: number }[]): QueueInfo[] {
+  const maxDevice = Math.max(0, ...devices.map((d) => d.memoryTotal));
+  const families = [...new Set(devices.map((d) => d.family))];
+  const out: QueueInfo[] = [];
+  for (const t of plane.tiers) {
+    if (t.kind === 'gpu' && t.min_gpu_memory_mib > maxDevice) continue;
+    const base = { tier: t.name, prefix: t.queue_prefix, maxGpuMemoryMiB: t.max_gpu_memory_mib };
+    out.push({ ...base, name: t.queue_name });
+    if (t.kind === 'gpu') for (const f of families) out.push({ ...base, name: queueNameFor(t.queue_name, [f]) });
+  }
+  return out;
 }
 
 function safeHostname(h: string): string {

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { AgentConfig as ControlPlaneConfig } from '../src/domain/schemas/agent.js';
 import type { JobLogAppend, JobStatusReport, JobView } from '../src/domain/schemas/job.js';
-import type { AgentRegisterBody, HeartbeatBody, NodeView } from '../src/domain/schemas/node.js';
+import type { AgentRegisterBody, HeartbeatAck, HeartbeatBody, NodeView } from '../src/domain/schemas/node.js';
 
 /** The API answered, with an error status. */
 export class ApiError extends Error {
@@ -35,14 +35,6 @@ export interface Registered {
   api_key: string;
   config: ControlPlaneConfig;
   node: NodeView;
-}
-
-export interface HeartbeatAck {
-  node_id: string;
-  status: string;
-  admin_state: 'active' | 'cordoned' | 'draining';
-  next_heartbeat_ms: number;
-  cancel_job_ids: string[];
 }
 
 const REQUEST_TIMEOUT_MS = 15_000;

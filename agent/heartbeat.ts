@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { HeartbeatBody } from '../src/domain/schemas/node.js';
-import { type ApiClient, ApiError, type HeartbeatAck } from './api-client.js';
+import type { HeartbeatAck, HeartbeatBody } from '../src/domain/schemas/node.js';
+import { type ApiClient, ApiError } from './api-client.js';
 
 export interface HeartbeatDeps {
   readonly api: ApiClient;

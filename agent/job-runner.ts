@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { JobEndReason, JobStatus } from '../src/domain/job-status.js';
 import { type JobPayload, type JobStatusReport, type JobView, jobPayload } from '../src/domain/schemas/job.js';
 import { type ApiClient, ApiError } from './api-client.js';
-import type { Claimed } from './claim/tier-queues.js';
+import type { Claimed } from './claim/queue-handle.js';
 import type { CrashLoop } from './crash-loop.js';
 import type { ExecutionHooks, ExecutionResult, Executor } from './executor/types.js';
 import { StopReason } from './executor/types.js';
@@ -23,6 +23,8 @@ export interface JobRunnerDeps {
   readonly logger: Logger;
   /** Called whenever a job leaves, so the claim loop can use what it freed. */
   readonly onFreed: () => void;
+  /** The API would not let this node take a job (its owner at the cap, or the price): why. */
+  readonly onRefused: (jobId: string, owner: string, code: string) => void;
 }
 
 interface Running {
@@ -72,7 +74,7 @@ export class JobRunner {
     const lockLost = new AbortController();
     // Reports stop retrying when the lock is lost, or when the agent can wait no longer.
     const giveUp = AbortSignal.any([lockLost.signal, this.closing.signal]);
-    this.d.locks.track(id, `${claimed.tier.jobKey(id)}:lock`, claimed.tier.stalledKey, claimed.token);
+    this.d.locks.track(id, `${claimed.queue.jobKey(id)}:lock`, claimed.queue.stalledKey, claimed.token);
     const done = this.execute(claimed, placement, stop.signal, giveUp)
       .catch((err: unknown) => this.d.logger.error({ jobId: id, err: (err as Error).message }, 'job runner failed'))
       .finally(() => {
@@ -118,14 +120,14 @@ export class JobRunner {
   private async execute(claimed: Claimed, placement: Placement, stop: AbortSignal, giveUp: AbortSignal): Promise<void> {
     const { job, token } = claimed;
     const jobId = job.id ?? '';
-    const log = this.d.logger.child({ jobId, tier: claimed.tier.name });
+    const log = this.d.logger.child({ jobId, queue: claimed.queue.name });
     const report = (body: Omit<JobStatusReport, 'lock_token'>, deadlineMs: number) =>
       this.d.api.reportStatus(jobId, { ...body, lock_token: token } as JobStatusReport, { deadlineMs, signal: giveUp });
 
     // 1. Tell the API this node has the job. Its answer may be that the job is over already.
     let view: JobView;
     try {
-      view = await report({ status: JobStatus.Assigned }, 60_000);
+      view = await report({ status: JobStatus.Assigned, gpu_indices: [...placement.gpuIndices] }, 60_000);
     } catch (err) {
       return this.abandonBeforeStart(claimed, err, log);
     }
@@ -261,6 +263,7 @@ export class JobRunner {
 
   /** The API would not take the claim: the job is over, gone, or the API is away. */
   private async abandonBeforeStart(claimed: Claimed, err: unknown, log: Logger): Promise<void> {
+    const jobId = claimed.job.id ?? '';
     if (err instanceof ApiError && err.code === 'invalid_transition') {
       log.info({ reason: err.message }, 'job ended before it started here (cancelled or finished): discarding');
       await this.bull(log, () => claimed.job.moveToFailed(new Error(err.message), claimed.token, false));
@@ -269,6 +272,10 @@ export class JobRunner {
       await this.bull(log, () => claimed.job.moveToFailed(new Error('no job record'), claimed.token, false));
     } else if (err instanceof ApiError && err.code === 'lock_lost') {
       log.warn('lost the claim before starting');
+    } else if (err instanceof ApiError && (err.code === 'fair_share' || err.code === 'price_too_high')) {
+      log.info({ reason: err.message }, 'the API would not let this node take the job: handing it back');
+      this.d.onRefused(jobId, (claimed.job.data as { owner?: string }).owner ?? '', err.code);
+      await this.bull(log, () => claimed.job.moveToWait(claimed.token));
     } else {
       log.warn({ err: (err as Error).message }, 'could not tell the API about the claim: handing the job back');
       await this.bull(log, () => claimed.job.moveToWait(claimed.token));

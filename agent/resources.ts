@@ -2,7 +2,8 @@ import type { CompactRequirements } from '../src/domain/requirements.js';
 
 /**
  * What this node has and what its running jobs hold. Every placement decision reads from here
- * and every claim reserves here first, so the agent never promises the same MiB twice.
+ * and every claim reserves here first, so the agent never promises the same MiB twice. A node
+ * may also hold devices back for a starving job (a reservation): other jobs do not get them.
  */
 
 export interface Device {
@@ -40,10 +41,18 @@ export interface HostShape {
   readonly reservedMemoryMiB: number;
 }
 
-/** Free resources in the form the claim script takes (see claim-job.lua). */
+/** Devices, cores and RAM held back for one starving job. */
+export interface Hold {
+  readonly jobId: string;
+  readonly devices: readonly number[];
+  readonly cpuCores: number;
+  readonly memoryMiB: number;
+}
+
+/** Free resources in the form the scan script takes. */
 export interface ClaimResources {
-  /** [family, MiB free] per healthy device. */
-  readonly gpus: [string, number][];
+  /** [family, MiB free, MiB total] per device a job may get. */
+  readonly gpus: [string, number, number][];
   readonly cpu: number;
   readonly ram: number;
   readonly slots: number;
@@ -53,6 +62,7 @@ export class ResourceBook {
   private readonly devices: ReadonlyMap<number, Device>;
   private live = new Map<number, DeviceLive>();
   private readonly jobs = new Map<string, Placement>();
+  private held: Hold | null = null;
 
   constructor(
     devices: readonly Device[],
@@ -94,16 +104,25 @@ export class ResourceBook {
     return Math.max(0, Math.min(reported, d.memoryTotal - this.reservedOn(index)));
   }
 
-  get cpuFree(): number {
+  private usedCpu(): number {
     let used = this.host.reservedCpuCores;
     for (const p of this.jobs.values()) used += p.cpuCores;
-    return Math.max(0, this.host.cpuCores - used);
+    return used;
+  }
+
+  private usedMemory(): number {
+    let used = this.host.reservedMemoryMiB;
+    for (const p of this.jobs.values()) used += p.memoryMiB;
+    return used;
+  }
+
+  /** Free cores for any job (what a heartbeat reports). */
+  get cpuFree(): number {
+    return Math.max(0, this.host.cpuCores - this.usedCpu());
   }
 
   get memoryFree(): number {
-    let used = this.host.reservedMemoryMiB;
-    for (const p of this.jobs.values()) used += p.memoryMiB;
-    return Math.max(0, this.host.memoryMiB - used);
+    return Math.max(0, this.host.memoryMiB - this.usedMemory());
   }
 
   get slotsFree(): number {
@@ -118,22 +137,31 @@ export class ResourceBook {
     return this.jobs.get(jobId);
   }
 
+  get hold(): Hold | null {
+    return this.held;
+  }
+
   /**
    * Where a job would run now: for each GPU family it accepts, the devices with the least free
    * memory that still hold it (best fit, so large devices stay free for large jobs), and of the
-   * families the one that strands the least memory. A reason instead when it does not fit.
+   * families the one that strands the least memory. Devices, cores and RAM held for a starving
+   * job are off limits, except to that job. A reason instead when it does not fit.
    */
-  place(req: CompactRequirements): Placement | { reason: string } {
+  place(req: CompactRequirements, forHeldJob = false): Placement | { reason: string } {
+    const hold = forHeldJob ? null : this.held;
+    const cpuFree = this.cpuFree - (hold?.cpuCores ?? 0);
+    const memFree = this.memoryFree - (hold?.memoryMiB ?? 0);
     if (this.slotsFree === 0) return { reason: `all ${this.host.maxJobs} job slots are taken` };
-    if (req.cpuCores > this.cpuFree) return { reason: `needs ${req.cpuCores} CPU cores, ${this.cpuFree} free` };
-    if (req.memoryMiB > this.memoryFree) return { reason: `needs ${req.memoryMiB} MiB RAM, ${this.memoryFree} free` };
+    if (req.cpuCores > cpuFree) return { reason: `needs ${req.cpuCores} CPU cores, ${cpuFree} free` };
+    if (req.memoryMiB > memFree) return { reason: `needs ${req.memoryMiB} MiB RAM, ${memFree} free` };
     const base = { gpuMemoryMiB: req.gpuMemoryMiB, cpuCores: req.cpuCores, memoryMiB: req.memoryMiB };
     if (req.gpuCount === 0) return { ...base, gpuIndices: [] };
 
-    const families = req.families ?? [...new Set(this.deviceList.map((d) => d.family))];
+    const usable = this.deviceList.filter((d) => !hold?.devices.includes(d.index));
+    const families = req.families ?? [...new Set(usable.map((d) => d.family))];
     let best: { indices: number[]; stranded: number } | null = null;
     for (const family of families) {
-      const fitting = this.deviceList
+      const fitting = usable
         .filter((d) => d.family === family && this.freeOn(d.index) >= req.gpuMemoryMiB)
         .map((d) => ({ index: d.index, free: this.freeOn(d.index) }))
         .sort((a, b) => a.free - b.free || a.index - b.index)
@@ -149,17 +177,31 @@ export class ResourceBook {
     return { ...base, gpuIndices: best.indices };
   }
 
-  /** Would the job fit if nothing else ran here? (Used to decide whether to hold room for it.) */
-  couldEverFit(req: CompactRequirements): boolean {
-    if (req.cpuCores > this.host.cpuCores - this.host.reservedCpuCores) return false;
-    if (req.memoryMiB > this.host.memoryMiB - this.host.reservedMemoryMiB) return false;
-    if (req.gpuCount === 0) return true;
+  /**
+   * Which devices to hold for a starving job: of the families it accepts, the devices large
+   * enough for it with the most memory free now (they drain soonest). Null if it never fits.
+   */
+  planHold(jobId: string, req: CompactRequirements): Hold | null {
+    if (req.cpuCores > this.host.cpuCores - this.host.reservedCpuCores) return null;
+    if (req.memoryMiB > this.host.memoryMiB - this.host.reservedMemoryMiB) return null;
+    const base = { jobId, cpuCores: req.cpuCores, memoryMiB: req.memoryMiB };
+    if (req.gpuCount === 0) return { ...base, devices: [] };
     const families = req.families ?? [...new Set(this.deviceList.map((d) => d.family))];
-    return families.some(
-      (f) =>
-        this.deviceList.filter((d) => d.family === f && this.isHealthy(d.index) && d.memoryTotal >= req.gpuMemoryMiB).length >=
-        req.gpuCount,
-    );
+    let best: { devices: number[]; free: number } | null = null;
+    for (const family of families) {
+      const large = this.deviceList
+        .filter((d) => d.family === family && this.isHealthy(d.index) && d.memoryTotal >= req.gpuMemoryMiB)
+        .sort((a, b) => this.freeOn(b.index) - this.freeOn(a.index) || a.index - b.index)
+        .slice(0, req.gpuCount);
+      if (large.length < req.gpuCount) continue;
+      const free = large.reduce((s, d) => s + this.freeOn(d.index), 0);
+      if (best === null || free > best.free) best = { devices: large.map((d) => d.index), free };
+    }
+    return best === null ? null : { ...base, devices: best.devices };
+  }
+
+  setHold(hold: Hold | null): void {
+    this.held = hold;
   }
 
   reserve(jobId: string, placement: Placement): void {
@@ -170,11 +212,15 @@ export class ResourceBook {
     this.jobs.delete(jobId);
   }
 
+  /** What the scan script may hand out: held devices, cores and RAM left out. */
   forClaim(): ClaimResources {
+    const hold = this.held;
     return {
-      gpus: this.deviceList.filter((d) => this.isHealthy(d.index)).map((d) => [d.family, this.freeOn(d.index)]),
-      cpu: this.cpuFree,
-      ram: this.memoryFree,
+      gpus: this.deviceList
+        .filter((d) => this.isHealthy(d.index) && !hold?.devices.includes(d.index))
+        .map((d) => [d.family, this.freeOn(d.index), d.memoryTotal]),
+      cpu: Math.max(0, this.cpuFree - (hold?.cpuCores ?? 0)),
+      ram: Math.max(0, this.memoryFree - (hold?.memoryMiB ?? 0)),
       slots: this.slotsFree,
     };
   }
@@ -182,7 +228,7 @@ export class ResourceBook {
   /** The same, as if the node were empty: what it could ever take. */
   capacityForClaim(): ClaimResources {
     return {
-      gpus: this.deviceList.filter((d) => this.isHealthy(d.index)).map((d) => [d.family, d.memoryTotal]),
+      gpus: this.deviceList.filter((d) => this.isHealthy(d.index)).map((d) => [d.family, d.memoryTotal, d.memoryTotal]),
       cpu: Math.max(0, this.host.cpuCores - this.host.reservedCpuCores),
       ram: Math.max(0, this.host.memoryMiB - this.host.reservedMemoryMiB),
       slots: this.host.maxJobs,

@@ -18,10 +18,18 @@ export const REDACT_PATHS = [
   '*.secret',
 ];
 
+/** Errors in logs say what went wrong, not where in the code: no stack traces. */
+export function errWithoutStack(err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error)) return { message: String(err) };
+  const e = err as Error & { code?: unknown };
+  return { type: e.name, message: e.message, ...(e.code !== undefined && { code: e.code }) };
+}
+
 export function createLogger(level: string, name: string): Logger {
   return pino({
     name,
     level,
+    serializers: { err: errWithoutStack },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { service: name },
     timestamp: pino.stdTimeFunctions.isoTime,

@@ -7,11 +7,15 @@ import { configurePassport } from './http/auth.js';
 import type { RouteContext } from './http/context.js';
 import { createRedis } from './redis/connection.js';
 import { Keys } from './redis/keys.js';
+import { Accounting } from './services/accounting.js';
 import { agentConfigFor } from './services/agent-config.js';
 import { Credentials } from './services/credentials.js';
 import { JobQueues } from './services/job-queues.js';
+import { JobReports } from './services/job-reports.js';
 import { JobService } from './services/job-service.js';
+import { JobStore } from './services/job-store.js';
 import { NodeRegistry } from './services/node-registry.js';
+import { WaitReasons } from './services/wait-reasons.js';
 
 export interface ApiServer {
   readonly server: Server;
@@ -37,18 +41,25 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
   const keys = new Keys(config.keyPrefix);
   const tiers = new TierTable(config.tierBoundsMiB);
   const credentials = new Credentials(redis, keys, config.registrationToken);
+  const accounting = new Accounting(redis, keys, config.maxRunningJobsPerUser);
   const nodes = new NodeRegistry(redis, keys, credentials, {
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     heartbeatTtlMs: config.heartbeatTtlMs,
+    cappedUsers: () => accounting.cappedUsers(),
   });
   const queues = new JobQueues(redis, keys, tiers, config.jobRetentionSeconds, () => {});
-  const jobs = new JobService(redis, keys, tiers, queues, nodes, config.limits, config.jobRetentionSeconds);
+  const store = new JobStore(redis, keys, tiers);
+  const waitReasons = new WaitReasons(nodes, accounting);
+  const jobs = new JobService(redis, keys, tiers, store, queues, nodes, accounting, waitReasons, config.limits, config.jobRetentionSeconds);
+  const reports = new JobReports(redis, keys, store, nodes, accounting, config.limits, config.jobRetentionSeconds);
 
   const context: RouteContext = {
     config,
     passport: configurePassport(config, credentials),
     nodes,
     jobs,
+    reports,
+    accounting,
     agentConfig: (nodeId, agentId) => agentConfigFor(config, tiers, keys, nodeId, agentId),
     logger,
     blockingConnection: () => {

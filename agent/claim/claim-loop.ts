@@ -1,40 +1,66 @@
 import type { Logger } from 'pino';
 import { parseCompactRequirements } from '../../src/domain/requirements.js';
-import type { ResourceBook } from '../resources.js';
-import type { Claimed, TierQueue } from './tier-queues.js';
+import type { Placement, ResourceBook } from '../resources.js';
+import type { AgentState, Claimed, QueueHandle } from './queue-handle.js';
 
 export interface ClaimLoopOptions {
   readonly scanLimit: number;
-  /** A job that would fit this node when empty and has waited this long gets room held for it. */
+  /** A job that would fit this node when empty and has waited this long gets a reservation. */
   readonly starvationMs: number;
   /** Look again this often even without a wake-up (a stalled job's return emits none). */
   readonly rescanIntervalMs: number;
 }
 
+/** What the claim scripts need to know of this node besides its resources. */
+export interface NodeSelf {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly prices: [number, number, number];
+  /** Owners (as they appear in requirement strings: URI-encoded) at their running-jobs cap. */
+  readonly capped: readonly string[];
+}
+
+interface Reservation {
+  readonly queue: QueueHandle;
+  readonly jobId: string;
+  readonly req: NonNullable<ReturnType<typeof parseCompactRequirements>>;
+}
+
+const SKIP_MS = 30_000;
+
 /**
- * Decides when to claim and from where. A pass visits the tiers this node could ever serve,
- * largest first, so the largest job that fits now is taken first; it repeats while claims
- * succeed and stops when nothing fits. If a job that would fit the empty node has waited past
- * the starvation bound, the pass stops before the smaller tiers: the node takes nothing smaller
- * until that job fits, so a stream of small jobs cannot starve a big one.
+ * Decides when to claim and what. A pass scans every queue this node serves (in parallel) and
+ * takes, of the jobs that fit now, the highest priority, then the best fit: the one leaving the
+ * least GPU memory stranded on the devices it would use, across tiers. It repeats while claims
+ * succeed and stops when nothing fits.
+ *
+ * A job that would fit this node empty and has waited past the starvation bound gets a
+ * reservation, held by one node at a time (the first to ask): that node holds back the devices,
+ * cores and RAM the job needs, keeps running and taking jobs that fit on the rest (backfill), and
+ * claims the job as soon as the held devices have drained enough.
  */
 export class ClaimLoop {
   private busy = false;
   private again = false;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
-  /** The job this node is holding room for, if any. */
-  holdingFor: string | null = null;
+  private reservation: Reservation | null = null;
+  private readonly skip = new Map<string, number>();
 
   constructor(
-    /** Largest tier first. */
-    private readonly tiers: readonly TierQueue[],
+    private readonly queues: readonly QueueHandle[],
     private readonly resources: ResourceBook,
+    private readonly self: () => NodeSelf,
     private readonly mayClaim: () => boolean,
-    private readonly run: (claimed: Claimed, placement: Parameters<ResourceBook['reserve']>[1]) => void,
+    private readonly run: (claimed: Claimed, placement: Placement) => void,
     private readonly opts: ClaimLoopOptions,
     private readonly logger: Logger,
   ) {}
+
+  /** The job this node holds room for, if any. */
+  get holdingFor(): string | null {
+    return this.reservation?.jobId ?? null;
+  }
 
   start(): void {
     this.timer = setInterval(() => this.wake(), this.opts.rescanIntervalMs);
@@ -45,6 +71,11 @@ export class ClaimLoop {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Leave this job to other agents for a while (the API refused it to this one). */
+  avoid(jobId: string): void {
+    this.skip.set(jobId, Date.now() + SKIP_MS);
   }
 
   /** Something changed (a job arrived, one ended here): look again, once, soon. */
@@ -65,7 +96,7 @@ export class ClaimLoop {
       this.again = false;
       try {
         while (!this.stopped && this.mayClaim() && (await this.pass())) {
-          /* claimed one: look again with what is left */
+          /* claimed one (or changed the reservation): look again with what is left */
         }
       } catch (err) {
         this.logger.warn({ err: (err as Error).message }, 'claim pass failed; will look again');
@@ -73,48 +104,106 @@ export class ClaimLoop {
     } while (this.again && !this.stopped);
   }
 
-  /** One visit over the tiers; true when a job was claimed. */
-  private async pass(): Promise<boolean> {
-    const free = this.resources.forClaim();
-    if (free.slots === 0) return false;
-    const capacity = this.resources.capacityForClaim();
+  private state(): { state: AgentState; capacity: AgentState } {
+    const self = this.self();
     const now = Date.now();
-    for (const tier of this.tiers) {
-      const outcome = await tier.claim(free, capacity, this.opts.scanLimit);
-      if (outcome.kind === 'claimed') {
-        this.accept(outcome.claimed);
-        return true;
-      }
-      const blocked = outcome.blocked;
-      if (blocked !== null && now - blocked.enqueuedAt >= this.opts.starvationMs) {
-        if (this.holdingFor !== blocked.jobId) {
-          this.logger.info(
-            { jobId: blocked.jobId, tier: tier.name, waitedMs: now - blocked.enqueuedAt },
-            'holding room for a job that waited too long',
-          );
-        }
-        this.holdingFor = blocked.jobId;
-        return false;
-      }
-    }
-    this.holdingFor = null;
-    return false;
+    for (const [id, until] of this.skip) if (until < now) this.skip.delete(id);
+    const common = { node: self.name, labels: self.labels, prices: self.prices, skip: [...this.skip.keys()] };
+    return {
+      state: { ...this.resources.forClaim(), ...common, capped: self.capped },
+      capacity: { ...this.resources.capacityForClaim(), ...common, capped: [] },
+    };
   }
 
-  /** Re-checks the exact fit and picks the devices; a job that does not fit after all goes back. */
-  private accept(claimed: Claimed): void {
+  /** One pass; true when something changed and another pass may claim more. */
+  private async pass(): Promise<boolean> {
+    if (this.resources.slotsFree === 0) return false;
+    const reserved = await this.serveReservation();
+    if (reserved) return true;
+
+    const { state, capacity } = this.state();
+    const scans = await Promise.all(
+      this.queues.map(async (q) => ({ q, r: await q.scan(state, capacity, this.opts.scanLimit, this.opts.starvationMs) })),
+    );
+
+    if (this.reservation === null) {
+      const me = this.self().name;
+      const starving = scans.find(({ r }) => r.starving !== null && (r.starving.holder === null || r.starving.holder === me));
+      if (starving?.r.starving && (await this.reserve(starving.q, starving.r.starving.jobId, starving.r.starving.enqueuedAt))) return true;
+    }
+
+    let pick: { q: QueueHandle; jobId: string; priority: number; stranded: number; enqueuedAt: number } | null = null;
+    for (const { q, r } of scans) {
+      const b = r.best;
+      if (b === null) continue;
+      const better =
+        pick === null ||
+        b.priority < pick.priority ||
+        (b.priority === pick.priority && (b.stranded < pick.stranded || (b.stranded === pick.stranded && b.enqueuedAt < pick.enqueuedAt)));
+      if (better) pick = { q, ...b };
+    }
+    if (pick === null) return false;
+    const claimed = await pick.q.claim(pick.jobId);
+    // Another agent was quicker: look again.
+    if (claimed === null) return true;
+    this.accept(claimed, null);
+    return true;
+  }
+
+  /** Renews this node's reservation and claims its job once the held devices can take it. */
+  private async serveReservation(): Promise<boolean> {
+    const res = this.reservation;
+    if (res === null) return false;
+    const ttl = 2 * this.opts.rescanIntervalMs + 10_000;
+    if (!(await res.queue.reserve(res.jobId, this.self().name, ttl))) {
+      this.dropReservation('another node holds it now');
+      return false;
+    }
+    const placement = this.resources.place(res.req, true);
+    if ('reason' in placement) return false;
+    const claimed = await res.queue.claim(res.jobId);
+    this.dropReservation(claimed === null ? 'it is no longer waiting' : null);
+    if (claimed !== null) this.accept(claimed, placement);
+    return true;
+  }
+
+  private async reserve(queue: QueueHandle, jobId: string, enqueuedAt: number): Promise<boolean> {
+    const raw = await queue.requirementsOf(jobId);
+    const req = raw === null ? null : parseCompactRequirements(raw);
+    if (req === null) return false;
+    const hold = this.resources.planHold(jobId, req);
+    if (hold === null) return false;
+    if (!(await queue.reserve(jobId, this.self().name, 2 * this.opts.rescanIntervalMs + 10_000))) return false;
+    this.resources.setHold(hold);
+    this.reservation = { queue, jobId, req };
+    this.logger.info(
+      { jobId, queue: queue.name, waitedMs: Date.now() - enqueuedAt, devices: hold.devices },
+      'reserved room for a job that waited too long: its devices drain for it',
+    );
+    return true;
+  }
+
+  private dropReservation(why: string | null): void {
+    if (this.reservation && why) this.logger.info({ jobId: this.reservation.jobId, why }, 'dropped a reservation');
+    this.reservation = null;
+    this.resources.setHold(null);
+  }
+
+  /** Re-checks the fit and picks the devices; a job that does not fit after all goes back. */
+  private accept(claimed: Claimed, placement: Placement | null): void {
     const id = claimed.job.id ?? '';
     const req = parseCompactRequirements((claimed.job.data as { req?: string }).req ?? '');
-    const placement =
-      claimed.deferredFailure !== null || req === null
-        ? { gpuIndices: [], gpuMemoryMiB: 0, cpuCores: 0, memoryMiB: 0 }
-        : this.resources.place(req);
-    if ('reason' in placement) {
-      this.logger.warn({ jobId: id, reason: placement.reason }, 'claimed a job that does not fit after all: handing it back');
+    let chosen: Placement | { reason: string };
+    if (placement !== null) chosen = placement;
+    else if (claimed.deferredFailure !== null || req === null) chosen = { gpuIndices: [], gpuMemoryMiB: 0, cpuCores: 0, memoryMiB: 0 };
+    else chosen = this.resources.place(req);
+    if ('reason' in chosen) {
+      this.logger.warn({ jobId: id, reason: chosen.reason }, 'claimed a job that does not fit after all: handing it back');
+      this.avoid(id);
       void claimed.job.moveToWait(claimed.token).catch(() => {});
       return;
     }
-    this.resources.reserve(id, placement);
-    this.run(claimed, placement);
+    this.resources.reserve(id, chosen);
+    this.run(claimed, chosen);
   }
 }

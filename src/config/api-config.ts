@@ -40,6 +40,7 @@ const schema = z
     IMAGEPOD_JOB_RETENTION_SECONDS: envInt(60).default(7 * 24 * 3600),
     IMAGEPOD_JOB_TIMEOUT_MAX_SECONDS: envInt(1).default(7 * 24 * 3600),
     IMAGEPOD_PAGE_SIZE_MAX: envInt(1, 10_000).default(500),
+    IMAGEPOD_MAX_RUNNING_JOBS_PER_USER: envInt(0, 1_000_000).default(0),
     IMAGEPOD_LOG_LEVEL: z
       .preprocess((v) => (v === '' ? undefined : v), z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
       .default('info'),
@@ -101,6 +102,8 @@ export interface ApiConfig {
     readonly pageSizeMax: number;
   };
   readonly jobRetentionSeconds: number;
+  /** Fair share: how many jobs one user may have running at once, unless an admin set theirs (0: no cap). */
+  readonly maxRunningJobsPerUser: number;
   readonly logLevel: string;
 }
 
@@ -133,6 +136,7 @@ export function loadApiConfig(env: Env): ApiConfig {
       pageSizeMax: e.IMAGEPOD_PAGE_SIZE_MAX,
     },
     jobRetentionSeconds: e.IMAGEPOD_JOB_RETENTION_SECONDS,
+    maxRunningJobsPerUser: e.IMAGEPOD_MAX_RUNNING_JOBS_PER_USER,
     logLevel: e.IMAGEPOD_LOG_LEVEL,
   };
 }
@@ -163,6 +167,7 @@ export function describeApiConfig(c: ApiConfig): Record<string, unknown> {
     port: c.port,
     limits: c.limits,
     jobRetentionSeconds: c.jobRetentionSeconds,
+    maxRunningJobsPerUser: c.maxRunningJobsPerUser,
     logLevel: c.logLevel,
   };
 }

@@ -33,6 +33,12 @@ export class ForbiddenError extends DomainError {
   readonly code = 'forbidden';
 }
 
+/** A submission its owner's budget cannot cover. */
+export class BudgetExceededError extends DomainError {
+  readonly status = 402;
+  readonly code = 'budget_exceeded';
+}
+
 export class NotFoundError extends DomainError {
   readonly status = 404;
   readonly code = 'not_found';

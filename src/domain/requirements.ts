@@ -3,13 +3,25 @@ import type { JobRequirements } from './schemas/job.js';
 
 /**
  * A job's requirements as one short string at the head of its BullMQ payload, e.g.
- * `g=2;m=40000;f=h100,h200;c=8;r=65536`. The claim script reads it with a pattern match
- * instead of decoding the whole payload (whose input_data may be large), so agents can scan
- * many waiting jobs cheaply. `f=*` means any GPU family.
+ * `g=2;m=40000;f=h100,h200;c=8;r=65536;n=*;s=zone=eu,tier=a;p=4.5;u=alice`. The claim script
+ * reads it with a pattern match instead of decoding the whole payload (whose input_data may be
+ * large), so agents can scan many waiting jobs cheaply. `*` means "any". Values that could hold
+ * `;`, `,`, `=` or `"` (the owner) are URI-encoded; label keys and values cannot hold them.
  */
-export function compactRequirements(r: JobRequirements): string {
+export function compactRequirements(r: JobRequirements, owner: string): string {
   const families = r.gpu_type === null ? '*' : gpuFamilies(r.gpu_type).join(',');
-  return `g=${r.gpu_count};m=${r.gpu_memory_mib};f=${families};c=${r.cpu_cores};r=${r.memory_mib}`;
+  const selector = Object.entries(r.node_selector);
+  return [
+    `g=${r.gpu_count}`,
+    `m=${r.gpu_memory_mib}`,
+    `f=${families}`,
+    `c=${r.cpu_cores}`,
+    `r=${r.memory_mib}`,
+    `n=${r.node_name ?? '*'}`,
+    `s=${selector.length === 0 ? '*' : selector.map(([k, v]) => `${k}=${v}`).join(',')}`,
+    `p=${r.max_price_per_hour ?? '*'}`,
+    `u=${encodeURIComponent(owner)}`,
+  ].join(';');
 }
 
 export interface CompactRequirements {
@@ -19,16 +31,41 @@ export interface CompactRequirements {
   readonly families: readonly string[] | null;
   readonly cpuCores: number;
   readonly memoryMiB: number;
+  readonly nodeName: string | null;
+  readonly nodeSelector: Readonly<Record<string, string>>;
+  readonly maxPricePerHour: number | null;
+  readonly owner: string;
 }
 
 export function parseCompactRequirements(s: string): CompactRequirements | null {
-  const m = /^g=(\d+);m=(\d+);f=([^;]+);c=([\d.]+);r=(\d+)$/.exec(s);
-  if (!m?.[1] || !m[2] || !m[3] || !m[4] || !m[5]) return null;
+  const f = new Map<string, string>();
+  for (const part of s.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) f.set(part.slice(0, eq), part.slice(eq + 1));
+  }
+  const num = (k: string) => {
+    const v = f.get(k);
+    return v === undefined || v === '' || Number.isNaN(Number(v)) ? null : Number(v);
+  };
+  const g = num('g');
+  const m = num('m');
+  const c = num('c');
+  const r = num('r');
+  const fam = f.get('f');
+  if (g === null || m === null || c === null || r === null || fam === undefined) return null;
+  const sel = f.get('s') ?? '*';
+  const node = f.get('n') ?? '*';
+  const price = f.get('p') ?? '*';
   return {
-    gpuCount: Number(m[1]),
-    gpuMemoryMiB: Number(m[2]),
-    families: m[3] === '*' ? null : m[3].split(','),
-    cpuCores: Number(m[4]),
-    memoryMiB: Number(m[5]),
+    gpuCount: g,
+    gpuMemoryMiB: m,
+    families: fam === '*' ? null : fam.split(','),
+    cpuCores: c,
+    memoryMiB: r,
+    nodeName: node === '*' ? null : node,
+    nodeSelector:
+      sel === '*' ? {} : Object.fromEntries(sel.split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+    maxPricePerHour: price === '*' ? null : Number(price),
+    owner: decodeURIComponent(f.get('u') ?? ''),
   };
 }

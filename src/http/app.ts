@@ -2,8 +2,10 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import { pinoHttp } from 'pino-http';
 import { authenticate } from './auth.js';
+import { errWithoutStack } from '../logger.js';
 import type { RouteContext } from './context.js';
 import { errorHandler, notFoundHandler } from './errors.js';
+import { accountingRoutes } from './routes/accounting.js';
 import { agentRoutes } from './routes/agents.js';
 import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -31,6 +33,7 @@ export function createApp(ctx: RouteContext): Express {
       serializers: {
         req: (req: { id: unknown; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+        err: errWithoutStack,
       },
     }),
   );
@@ -42,6 +45,7 @@ export function createApp(ctx: RouteContext): Express {
   api.use(nodeRoutes(ctx));
   api.use(jobRoutes(ctx));
   api.use(agentRoutes(ctx));
+  api.use(accountingRoutes(ctx));
   app.use(API_BASE, api);
 
   app.use(notFoundHandler);

@@ -5,9 +5,12 @@
  * touch all keys of its group atomically:
  *   {reg}      the node registry: records, live heartbeats, the fit index, agent keys, stats
  *   {jobs}     the job lookup index (id -> queue) and the per-user listings
- *   {<tier>}   one per tier: that tier's BullMQ queue and the records and logs of its jobs,
+ *   {<tier>}   one per tier: that tier's BullMQ queues and the records and logs of its jobs,
  *              so tiers can sit on different shards
+ *   {acct}     accounting: users' limits and budgets, running jobs, budget holds, the ledger
  */
+import { tierOfQueue } from '../domain/queues.js';
+
 export class Keys {
   constructor(readonly prefix: string) {}
 
@@ -42,9 +45,20 @@ export class Keys {
   fitIndex(family: string, k: number): string {
     return this.reg(`fit:${family}:${k}`);
   }
+  /**
+   * The capacity index: like the fit index, but scored by the total memory of the k-th largest
+   * healthy GPU, so "could any node ever run this" is one range read (for wait reasons).
+   */
+  capIndex(family: string, k: number): string {
+    return this.reg(`cap:${family}:${k}`);
+  }
   /** Job counters and GPU-hours of a node (hash). */
   nodeStats(nodeId: string): string {
     return this.reg(`stats:${nodeId}`);
+  }
+  /** The highest prices any node has asked (hash: gpu, cpu, ram), for worst-case costs. */
+  get priceCeiling(): string {
+    return this.reg('price-ceiling');
   }
   /** Ids of cancelled jobs a node still has to stop (set). */
   nodeCancels(nodeId: string): string {
@@ -60,7 +74,7 @@ export class Keys {
   }
 
   // ── job lookup and listings ───────────────────────────────────────────────────────────────
-  /** job id -> the queue (tier) that holds it (hash). */
+  /** job id -> the queue that holds it (hash); the queue's name starts with its tier's. */
   get jobQueueIndex(): string {
     return `${this.prefix}:{jobs}:where`;
   }
@@ -73,25 +87,58 @@ export class Keys {
     return `${this.prefix}:{jobs}:user:${userId}`;
   }
 
-  // ── per tier: the BullMQ queue and its jobs' records ───────────────────────────────────────
+  // ── accounting ─────────────────────────────────────────────────────────────────────────────
+  private acct(rest: string): string {
+    return `${this.prefix}:{acct}:${rest}`;
+  }
+  /** A user's limits: running-jobs cap, budgets and their period (hash). */
+  userLimits(userId: string): string {
+    return this.acct(`limits:${userId}`);
+  }
+  /** The ids of a user's jobs that a node holds now (set). */
+  userRunning(userId: string): string {
+    return this.acct(`running:${userId}`);
+  }
+  /** Users at their cap of running jobs (set), which agents leave alone. */
+  get cappedUsers(): string {
+    return this.acct('capped');
+  }
+  /** A user's unfinished jobs' worst-case cost, held against the budget (hash: job id -> "money|gpu-hours"). */
+  userHolds(userId: string): string {
+    return this.acct(`holds:${userId}`);
+  }
+  /** A user's spend per UTC day and in all (hash: m:<day>, g:<day>, m:total, g:total). */
+  userSpend(userId: string): string {
+    return this.acct(`spend:${userId}`);
+  }
+  /** The ledger: one entry per job that ran (hash: job id -> json). */
+  get ledger(): string {
+    return this.acct('ledger');
+  }
+  /** Ledger entries by the time their job ended (zset). */
+  get ledgerByTime(): string {
+    return this.acct('ledger-by-time');
+  }
+
+  // ── per tier: the BullMQ queues and their jobs' records ────────────────────────────────────
   /** BullMQ's `prefix` option for a tier's queue; BullMQ appends `:<queue name>:<suffix>`. */
   queuePrefix(tier: string): string {
     return `${this.prefix}:{${tier}}`;
   }
-  /** BullMQ's hash of a job (layout owned by BullMQ; read by the status script). */
-  bullJob(tier: string, jobId: string): string {
-    return `${this.queuePrefix(tier)}:${tier}:${jobId}`;
+  /** BullMQ's hash of a job in a queue (layout owned by BullMQ; read by the status script). */
+  bullJob(queue: string, jobId: string): string {
+    return `${this.queuePrefix(tierOfQueue(queue))}:${queue}:${jobId}`;
   }
   /** BullMQ's lock on a job while a worker holds it; its value is the worker's token. */
-  bullLock(tier: string, jobId: string): string {
-    return `${this.bullJob(tier, jobId)}:lock`;
+  bullLock(queue: string, jobId: string): string {
+    return `${this.bullJob(queue, jobId)}:lock`;
   }
   /** BullMQ's event stream of a queue; agents also read it to wake up and to hear cancels. */
-  bullEvents(tier: string): string {
-    return `${this.queuePrefix(tier)}:${tier}:events`;
+  bullEvents(queue: string): string {
+    return `${this.queuePrefix(tierOfQueue(queue))}:${queue}:events`;
   }
-  bullSet(tier: string, set: 'failed' | 'completed'): string {
-    return `${this.queuePrefix(tier)}:${tier}:${set}`;
+  bullSet(queue: string, set: 'failed' | 'completed'): string {
+    return `${this.queuePrefix(tierOfQueue(queue))}:${queue}:${set}`;
   }
   /** ImagePod's record of a job (hash): what users see. */
   jobRecord(tier: string, jobId: string): string {

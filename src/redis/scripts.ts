@@ -20,6 +20,9 @@ export const ScriptName = {
   CancelJob: 'cancelJob',
   JobView: 'jobView',
   AppendJobLog: 'appendJobLog',
+  HoldBudget: 'holdBudget',
+  RecordCost: 'recordCost',
+  TrackRunning: 'trackRunning',
 } as const;
 export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
 

@@ -1,4 +1,5 @@
 import { ACTIVE_JOB_STATUSES, isFinal, JobEndReason, JobStatus, parseJobStatus } from '../domain/job-status.js';
+import { tierOfQueue } from '../domain/queues.js';
 import type { JobSpec, JobView } from '../domain/schemas/job.js';
 import { iso, isoOrNull } from '../util/time.js';
 
@@ -11,6 +12,8 @@ export interface JobRecord {
   readonly id: string;
   readonly owner: string;
   readonly tier: string;
+  /** The BullMQ queue: the tier's, or the tier's for one GPU family. */
+  readonly queue: string;
   readonly spec: JobSpec;
   readonly status: JobStatus;
   readonly fields: Readonly<Record<string, string>>;
@@ -28,12 +31,21 @@ export interface BullFacts {
 /** A record written but whose BullMQ job never appeared is only judged lost after this long. */
 export const ENQUEUE_GRACE_MS = 30_000;
 
-export function newRecordFields(id: string, owner: string, tier: string, spec: JobSpec, now: number): Record<string, string> {
+export function newRecordFields(
+  id: string,
+  owner: string,
+  queue: string,
+  spec: JobSpec,
+  worstCaseCost: number | null,
+  now: number,
+): Record<string, string> {
   return {
     id,
     owner,
-    tier,
+    tier: tierOfQueue(queue),
+    queue,
     spec: JSON.stringify(spec),
+    worst_case_cost: worstCaseCost === null ? '' : String(worstCaseCost),
     status: JobStatus.Queued,
     gpu_count: String(spec.requirements.gpu_count),
     max_retries: String(spec.max_retries),
@@ -47,7 +59,7 @@ export function newRecordFields(id: string, owner: string, tier: string, spec: J
 export function parseJobRecord(h: Record<string, string>): JobRecord | null {
   const status = parseJobStatus(h.status);
   if (h.id === undefined || h.owner === undefined || h.tier === undefined || h.spec === undefined || !status) return null;
-  return { id: h.id, owner: h.owner, tier: h.tier, spec: JSON.parse(h.spec) as JobSpec, status, fields: h };
+  return { id: h.id, owner: h.owner, tier: h.tier, queue: h.queue ?? h.tier, spec: JSON.parse(h.spec) as JobSpec, status, fields: h };
 }
 
 export interface DerivedStatus {
@@ -87,7 +99,7 @@ const json = (s: string | undefined): unknown => {
 };
 const numOrNull = (s: string | undefined): number | null => (s === undefined || s === '' ? null : Number(s));
 
-export function toJobView(rec: JobRecord, derived: DerivedStatus): JobView {
+export function toJobView(rec: JobRecord, derived: DerivedStatus, waitReason: string | null = null): JobView {
   const f = rec.fields;
   const s = rec.spec;
   const stillHeld = ACTIVE_JOB_STATUSES.has(derived.status) || (isFinal(derived.status) && Boolean(f.node_id));
@@ -99,7 +111,9 @@ export function toJobView(rec: JobRecord, derived: DerivedStatus): JobView {
     status: derived.status,
     status_reason: derived.reason,
     status_message: f.status_message || null,
+    wait_reason: derived.status === JobStatus.Queued ? waitReason : null,
     tier: rec.tier,
+    queue: rec.queue,
     docker_image: s.docker_image,
     docker_tag: s.docker_tag,
     image: s.image,
@@ -116,12 +130,20 @@ export function toJobView(rec: JobRecord, derived: DerivedStatus): JobView {
     max_retries: s.max_retries,
     priority: s.priority,
     registry_secret: s.registry_secret ?? null,
+    node_selector: s.requirements.node_selector ?? {},
+    node_name: s.requirements.node_name ?? null,
+    max_price_per_hour: s.requirements.max_price_per_hour ?? null,
     node_id: stillHeld ? f.node_id || null : null,
+    gpu_indices: stillHeld ? (json(f.gpu_indices) as number[] | null) : null,
     attempts: Number(f.attempts ?? 0),
     progress: numOrNull(f.progress),
     exit_code: numOrNull(f.exit_code),
     error_message: f.error_message || null,
     result: json(f.result) as JobView['result'],
+    worst_case_cost: numOrNull(f.worst_case_cost),
+    hourly_rate: stillHeld ? numOrNull(f.hourly_rate) : null,
+    cost: numOrNull(f.cost),
+    gpu_hours: numOrNull(f.gpu_hours),
     created_at: iso(f.created_at),
     assigned_at: stillHeld ? isoOrNull(f.assigned_at) : null,
     started_at: stillHeld ? isoOrNull(f.started_at) : null,

@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CANCEL_EVENT } from '../domain/queue-events.js';
+import { tierOfQueue } from '../domain/queues.js';
 import type { JobPayload } from '../domain/schemas/job.js';
 import type { TierTable } from '../domain/tiers.js';
 import type { Keys } from '../redis/keys.js';
@@ -10,8 +11,9 @@ export const MAX_PRIORITY = 1000;
 export const bullPriority = (priority: number): number => MAX_PRIORITY + 1 - priority;
 
 /**
- * One BullMQ queue per tier. The queue name is the tier name and the prefix carries the tier's
- * hash tag, so a tier's keys share one Redis Cluster slot.
+ * The BullMQ queues: one per tier, and per tier one per GPU family that jobs ask for alone
+ * (created when first used). A queue's name is the tier's (or tier.family) and its prefix carries
+ * the tier's hash tag, so a tier's queues and records share one Redis Cluster slot.
  */
 export class JobQueues {
   private readonly queues = new Map<string, Queue<JobPayload>>();
@@ -19,51 +21,68 @@ export class JobQueues {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
-    tiers: TierTable,
+    private readonly tiers: TierTable,
     private readonly retentionSeconds: number,
-    onError: (err: Error) => void,
+    private readonly onError: (err: Error) => void,
   ) {
-    for (const t of tiers.all) {
-      const q = new Queue<JobPayload>(t.name, { connection: redis, prefix: keys.queuePrefix(t.name) });
-      // The connection's own error handler reports outages once; this keeps BullMQ from printing them.
-      q.on('error', onError);
-      this.queues.set(t.name, q);
-    }
+    for (const t of tiers.all) this.get(t.name);
   }
 
+  /** Every queue this API has used: the tiers' and the families' it has seen. */
   get all(): readonly Queue<JobPayload>[] {
     return [...this.queues.values()];
   }
 
-  get(tier: string): Queue<JobPayload> {
-    const q = this.queues.get(tier);
-    if (q === undefined) throw new Error(`no queue for tier ${tier}`);
+  get(name: string): Queue<JobPayload> {
+    let q = this.queues.get(name);
+    if (q === undefined) {
+      const tier = tierOfQueue(name);
+      if (this.tiers.get(tier) === undefined) throw new Error(`no tier for queue ${name}`);
+      q = new Queue<JobPayload>(name, { connection: this.redis, prefix: this.keys.queuePrefix(tier) });
+      // The connection's own error handler reports outages once; this keeps BullMQ from printing them.
+      q.on('error', this.onError);
+      this.queues.set(name, q);
+    }
     return q;
   }
 
-  async enqueue(payload: JobPayload): Promise<void> {
-    // attempts: 1 because ImagePod, not BullMQ, decides retries: an agent reports a failure and
-    // the API answers whether the job goes back to the queue (see update-job-status.lua).
-    await this.get(payload.tier).add(payload.spec.job_name.slice(0, 100), payload, {
-      jobId: payload.job_id,
-      priority: bullPriority(payload.spec.priority),
-      attempts: 1,
-      removeOnComplete: { age: this.retentionSeconds },
-      removeOnFail: { age: this.retentionSeconds },
-    });
+  /**
+   * Adds jobs, in bulk per queue. attempts: 1 because ImagePod, not BullMQ, decides retries: an
+   * agent reports a failure and the API answers whether the job goes back to the queue.
+   */
+  async enqueue(jobs: readonly { queue: string; payload: JobPayload }[]): Promise<void> {
+    const byQueue = new Map<string, JobPayload[]>();
+    for (const j of jobs) byQueue.set(j.queue, [...(byQueue.get(j.queue) ?? []), j.payload]);
+    await Promise.all(
+      [...byQueue].map(([name, payloads]) =>
+        this.get(name).addBulk(
+          payloads.map((p) => ({
+            name: p.spec.job_name.slice(0, 100),
+            data: p,
+            opts: {
+              jobId: p.job_id,
+              priority: bullPriority(p.spec.priority),
+              attempts: 1,
+              removeOnComplete: { age: this.retentionSeconds },
+              removeOnFail: { age: this.retentionSeconds },
+            },
+          })),
+        ),
+      ),
+    );
   }
 
   /** Removes a job that no worker holds. False when it is locked (a worker took it meanwhile). */
-  async removeWaiting(tier: string, jobId: string): Promise<boolean> {
-    return (await this.get(tier).remove(jobId)) === 1;
+  async removeWaiting(queue: string, jobId: string): Promise<boolean> {
+    return (await this.get(queue).remove(jobId)) === 1;
   }
 
   /**
    * Tells the agent holding a job to stop it, through the queue's event stream that agents
    * already read (a heartbeat answer repeats it, in case this is missed).
    */
-  async announceCancel(tier: string, jobId: string): Promise<void> {
-    await this.redis.xadd(this.keys.bullEvents(tier), 'MAXLEN', '~', 10_000, '*', 'event', CANCEL_EVENT, 'jobId', jobId);
+  async announceCancel(queue: string, jobId: string): Promise<void> {
+    await this.redis.xadd(this.keys.bullEvents(queue), 'MAXLEN', '~', 10_000, '*', 'event', CANCEL_EVENT, 'jobId', jobId);
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ConflictError, type FieldProblem, ForbiddenError, NotFoundError, UnavailableError, ValidationError } from '../domain/errors.js';
-import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
+import { gpuFamilies } from '../domain/gpu.js';
+import { JobStatus } from '../domain/job-status.js';
+import { queueNameFor } from '../domain/queues.js';
 import { compactRequirements } from '../domain/requirements.js';
 import { isAdmin, type Principal } from '../domain/roles.js';
 import type { Page } from '../domain/schemas/common.js';
@@ -9,10 +11,9 @@ import {
   DEFAULT_JOB_TIMEOUT_SECONDS,
   JOB_PAYLOAD_VERSION,
   type JobCreateBody,
-  type JobLogAppend,
   type JobLogLine,
+  type JobPayload,
   type JobSpec,
-  type JobStatusReport,
   type JobView,
   splitImageReference,
 } from '../domain/schemas/job.js';
@@ -21,10 +22,13 @@ import { pairsToRecord } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
 import { iso } from '../util/time.js';
+import type { Accounting } from './accounting.js';
 import { decodeScoreCursor, encodeCursor } from './cursor.js';
-import { type BullFacts, deriveStatus, type JobRecord, newRecordFields, parseJobRecord, toJobView } from './job-model.js';
+import { deriveStatus, type JobRecord, newRecordFields, parseJobRecord, toJobView } from './job-model.js';
 import type { JobQueues } from './job-queues.js';
+import type { JobStore, LoadedJob } from './job-store.js';
 import type { NodeRegistry } from './node-registry.js';
+import type { WaitReasons } from './wait-reasons.js';
 
 export interface JobServiceLimits {
   readonly inputDataBytes: number;
@@ -38,50 +42,63 @@ export interface JobListFilter {
   readonly user_id?: string | undefined;
 }
 
-const jsonBytes = (v: unknown): number => Buffer.byteLength(JSON.stringify(v) ?? '', 'utf8');
+interface Prepared {
+  readonly id: string;
+  readonly spec: JobSpec;
+  readonly tier: string;
+  readonly queue: string;
+  readonly worstCase: { readonly money: number; readonly gpuHours: number };
+}
 
-/** Jobs: submission into the tier queues, what users see of them, and what agents report. */
+export const jsonBytes = (v: unknown): number => Buffer.byteLength(JSON.stringify(v) ?? '', 'utf8');
+
+/** What people do with jobs: submit them into the tier queues, read, list and cancel them. */
 export class JobService {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly tiers: TierTable,
+    private readonly store: JobStore,
     private readonly queues: JobQueues,
     private readonly nodes: NodeRegistry,
+    private readonly accounting: Accounting,
+    private readonly waitReasons: WaitReasons,
     private readonly limits: JobServiceLimits,
     private readonly retentionSeconds: number,
   ) {}
 
-  /** Checks a submission against the limits and tiers and normalizes it into a spec. */
-  buildSpec(body: JobCreateBody): { spec: JobSpec; tier: string } {
+  /** Checks a submission against the limits and tiers and normalizes it into a spec; `at` prefixes field names. */
+  buildSpec(body: JobCreateBody, at = ''): { spec: JobSpec; tier: string; queue: string } {
     const problems: FieldProblem[] = [];
+    const field = (name: string) => `${at}${name}`;
     const image = splitImageReference(body.docker_image, body.docker_tag);
-    if ('error' in image) problems.push({ field: image.field, message: image.error });
+    if ('error' in image) problems.push({ field: field(image.field), message: image.error });
 
     const gpuCount = body.gpu_count ?? (body.gpu_memory_required > 0 ? 1 : 0);
     if (gpuCount === 0 && body.gpu_memory_required > 0) {
-      problems.push({ field: 'gpu_count', message: 'must be at least 1 when gpu_memory_required > 0' });
+      problems.push({ field: field('gpu_count'), message: 'must be at least 1 when gpu_memory_required > 0' });
     }
     if (gpuCount === 0 && body.gpu_type !== undefined) {
-      problems.push({ field: 'gpu_type', message: 'a CPU-only job (gpu_count 0) cannot ask for a GPU type' });
+      problems.push({ field: field('gpu_type'), message: 'a CPU-only job (gpu_count 0) cannot ask for a GPU type' });
     }
     const tier = this.tiers.pick(gpuCount, body.gpu_memory_required);
     if (tier === undefined) {
       problems.push({
-        field: 'gpu_memory_required',
+        field: field('gpu_memory_required'),
         message: `no tier holds ${body.gpu_memory_required} MiB per GPU; the largest is ${this.tiers.maxGpuMemoryMiB} MiB`,
       });
     }
     const timeout = body.timeout_seconds ?? Math.min(DEFAULT_JOB_TIMEOUT_SECONDS, this.limits.jobTimeoutMaxSeconds);
     if (timeout > this.limits.jobTimeoutMaxSeconds) {
-      problems.push({ field: 'timeout_seconds', message: `at most ${this.limits.jobTimeoutMaxSeconds}` });
+      problems.push({ field: field('timeout_seconds'), message: `at most ${this.limits.jobTimeoutMaxSeconds}` });
     }
     if (body.input_data !== undefined && jsonBytes(body.input_data) > this.limits.inputDataBytes) {
-      problems.push({ field: 'input_data', message: `larger than ${this.limits.inputDataBytes} bytes as JSON` });
+      problems.push({ field: field('input_data'), message: `larger than ${this.limits.inputDataBytes} bytes as JSON` });
     }
     if (problems.length > 0 || 'error' in image || tier === undefined) throw new ValidationError(problems);
 
     const ref = image.digest !== null ? `${image.name}@${image.digest}` : `${image.name}:${image.tag ?? 'latest'}`;
+    const gpuType = body.gpu_type ?? null;
     const spec: JobSpec = {
       job_name: body.job_name ?? image.name,
       image: ref,
@@ -95,66 +112,111 @@ export class JobService {
       requirements: {
         gpu_count: gpuCount,
         gpu_memory_mib: body.gpu_memory_required,
-        gpu_type: body.gpu_type ?? null,
+        gpu_type: gpuType,
         cpu_cores: body.cpu_cores_required,
         memory_mib: body.memory_required,
+        node_selector: body.node_selector ?? {},
+        node_name: body.node_name ?? null,
+        max_price_per_hour: body.max_price_per_hour ?? null,
       },
       timeout_seconds: timeout,
       max_retries: body.max_retries,
       priority: body.priority,
       registry_secret: body.registry_secret ?? null,
     };
-    return { spec, tier: tier.name };
+    const families = gpuType === null || gpuCount === 0 ? null : gpuFamilies(gpuType);
+    return { spec, tier: tier.name, queue: queueNameFor(tier.name, families) };
+  }
+
+  /** Timeout times the highest hourly price the job would accept (its own limit, else the fleet's dearest). */
+  private async worstCase(spec: JobSpec): Promise<{ money: number; gpuHours: number }> {
+    const r = spec.requirements;
+    const hours = spec.timeout_seconds / 3600;
+    let rate = r.max_price_per_hour;
+    if (rate === null) {
+      const c = await this.nodes.priceCeiling();
+      rate =
+        r.gpu_count * c.price_per_gpu_hour + r.cpu_cores * c.price_per_cpu_core_hour + (r.memory_mib / 1024) * c.price_per_gib_ram_hour;
+    }
+    return { money: Math.round(hours * rate * 1e6) / 1e6, gpuHours: hours * r.gpu_count };
+  }
+
+  private async prepare(bodies: readonly JobCreateBody[], batch: boolean): Promise<Prepared[]> {
+    const problems: FieldProblem[] = [];
+    const out: Prepared[] = [];
+    for (const [i, body] of bodies.entries()) {
+      try {
+        const built = this.buildSpec(body, batch ? `jobs.${i}.` : '');
+        out.push({ id: randomUUID(), ...built, worstCase: await this.worstCase(built.spec) });
+      } catch (err) {
+        if (!(err instanceof ValidationError)) throw err;
+        problems.push(...err.fields);
+      }
+    }
+    if (problems.length > 0) throw new ValidationError(problems);
+    return out;
+  }
+
+  async create(owner: string, body: JobCreateBody): Promise<JobView> {
+    const [view] = await this.submit(owner, await this.prepare([body], false));
+    if (view === undefined) throw new Error('unreachable: one job in, one out');
+    return view;
+  }
+
+  /** Up to 1,000 jobs in one request: all valid and within budget, or none submitted. */
+  async createBatch(owner: string, bodies: readonly JobCreateBody[]): Promise<JobView[]> {
+    return this.submit(owner, await this.prepare(bodies, true));
   }
 
   /**
-   * Writes, in order, the lookup entries (harmless if left dangling: readers skip them), the
-   * record, then the BullMQ job. If the enqueue fails the record is removed again; if this process
-   * dies between the two, readers show the job as failed (enqueue_interrupted) after a grace time.
+   * Holds the jobs' worst case against the owner's budget, then writes, in order, the lookup
+   * entries (harmless if left dangling: readers skip them), the records, and the BullMQ jobs. If
+   * the enqueue fails the records are removed again; if this process dies between the two,
+   * readers show the jobs as failed (enqueue_interrupted) after a grace time.
    */
-  async create(owner: string, body: JobCreateBody): Promise<JobView> {
-    const { spec, tier } = this.buildSpec(body);
-    const id = randomUUID();
+  private async submit(owner: string, jobs: readonly Prepared[]): Promise<JobView[]> {
+    await this.accounting.holdBudget(
+      owner,
+      jobs.map((j) => ({ id: j.id, money: j.worstCase.money, gpuHours: j.worstCase.gpuHours })),
+    );
     const now = Date.now();
     const k = this.keys;
-    await this.redis.multi().hset(k.jobQueueIndex, id, tier).zadd(k.jobsAll, now, id).zadd(k.jobsOfUser(owner), now, id).exec();
-    const fields = newRecordFields(id, owner, tier, spec, now);
-    await this.redis.hset(k.jobRecord(tier, id), fields);
+    const index = this.redis.multi();
+    for (const j of jobs) index.hset(k.jobQueueIndex, j.id, j.queue).zadd(k.jobsAll, now, j.id).zadd(k.jobsOfUser(owner), now, j.id);
+    await index.exec();
+    const records = jobs.map((j) => newRecordFields(j.id, owner, j.queue, j.spec, j.worstCase.money, now));
+    const write = this.redis.pipeline();
+    for (const [i, j] of jobs.entries()) write.hset(k.jobRecord(j.tier, j.id), records[i] as Record<string, string>);
+    await write.exec();
     try {
-      await this.queues.enqueue({ v: JOB_PAYLOAD_VERSION, req: compactRequirements(spec.requirements), job_id: id, owner, tier, spec });
+      await this.queues.enqueue(
+        jobs.map((j): { queue: string; payload: JobPayload } => ({
+          queue: j.queue,
+          payload: {
+            v: JOB_PAYLOAD_VERSION,
+            req: compactRequirements(j.spec.requirements, owner),
+            job_id: j.id,
+            owner,
+            tier: j.tier,
+            spec: j.spec,
+          },
+        })),
+      );
     } catch {
-      await Promise.allSettled([this.redis.del(k.jobRecord(tier, id)), this.forgetIndex(id, owner)]);
-      throw new UnavailableError('the job queue is unavailable; the job was not submitted, retry later');
+      await Promise.allSettled(
+        jobs.flatMap((j) => [
+          this.redis.del(k.jobRecord(j.tier, j.id)),
+          this.store.forget(j.id, owner),
+          this.accounting.releaseHold(owner, j.id),
+        ]),
+      );
+      throw new UnavailableError('the job queue is unavailable; nothing was submitted, retry later');
     }
-    const rec = parseJobRecord(fields);
-    if (rec === null) throw new Error('unreachable: a fresh record always parses');
-    return toJobView(rec, { status: JobStatus.Queued, reason: null });
-  }
-
-  private async forgetIndex(id: string, owner: string | undefined): Promise<void> {
-    const k = this.keys;
-    const m = this.redis.multi().hdel(k.jobQueueIndex, id).zrem(k.jobsAll, id);
-    if (owner !== undefined) m.zrem(k.jobsOfUser(owner), id);
-    await m.exec();
-  }
-
-  /** A job's record and BullMQ facts, or null when it does not exist (any more). */
-  private async load(id: string, knownTier?: string): Promise<{ rec: JobRecord; facts: BullFacts } | null> {
-    const tier = knownTier ?? (await this.redis.hget(this.keys.jobQueueIndex, id));
-    if (tier === null || this.tiers.get(tier) === undefined) return null;
-    const k = this.keys;
-    const res = (await runScript(
-      this.redis,
-      ScriptName.JobView,
-      [k.jobRecord(tier, id), k.bullJob(tier, id), k.bullLock(tier, id), k.bullSet(tier, 'failed'), k.bullSet(tier, 'completed')],
-      [id],
-    )) as [unknown, number, number, number, number, string];
-    const rec = parseJobRecord(pairsToRecord(res[0]));
-    if (rec === null) return null;
-    return {
-      rec,
-      facts: { exists: res[1] === 1, locked: res[2] === 1, inFailed: res[3] === 1, inCompleted: res[4] === 1, failedReason: res[5] },
-    };
+    return records.map((fields) => {
+      const rec = parseJobRecord(fields);
+      if (rec === null) throw new Error('unreachable: a fresh record always parses');
+      return toJobView(rec, { status: JobStatus.Queued, reason: null });
+    });
   }
 
   /** Users see their own jobs, admins all, agents those on their node; anything else is 404. */
@@ -164,15 +226,18 @@ export class JobService {
     return false;
   }
 
-  private async loadVisible(p: Principal, id: string): Promise<{ rec: JobRecord; facts: BullFacts }> {
-    const loaded = await this.load(id);
+  private async loadVisible(p: Principal, id: string): Promise<LoadedJob> {
+    const loaded = await this.store.load(id);
     if (loaded === null || !this.mayRead(p, loaded.rec)) throw new NotFoundError(`job ${id}`);
     return loaded;
   }
 
+  /** One job; a queued one says why it waits. */
   async get(p: Principal, id: string): Promise<JobView> {
     const { rec, facts } = await this.loadVisible(p, id);
-    return toJobView(rec, deriveStatus(rec, facts, Date.now()));
+    const derived = deriveStatus(rec, facts, Date.now());
+    const why = derived.status === JobStatus.Queued ? await this.waitReasons.explain(rec) : null;
+    return toJobView(rec, derived, why);
   }
 
   /** Newest first. Users list their own jobs; admins everyone's, or one user's with user_id. */
@@ -197,15 +262,15 @@ export class JobService {
       const fresh = pairs.filter(([id, score]) => !(skipDownTo !== undefined && score === Number(max) && id >= skipDownTo));
       if (fresh.length === 0) break;
       scanned += fresh.length;
-      const tiers = await this.redis.hmget(this.keys.jobQueueIndex, ...fresh.map(([id]) => id));
-      const loaded = await Promise.all(fresh.map(([id], i) => (tiers[i] ? this.load(id, tiers[i] ?? undefined) : null)));
+      const queues = await this.store.queuesOf(fresh.map(([id]) => id));
+      const loaded = await Promise.all(fresh.map(([id], i) => (queues[i] ? this.store.load(id, queues[i] ?? undefined) : null)));
       const now = Date.now();
       for (const [i, [id, score]] of fresh.entries()) {
         max = String(score);
         skipDownTo = id;
         const l = loaded[i];
         if (l === null || l === undefined) {
-          await this.forgetIndex(id, owner);
+          await this.store.forget(id, owner);
           continue;
         }
         const view = toJobView(l.rec, deriveStatus(l.rec, l.facts, now));
@@ -236,114 +301,13 @@ export class JobService {
     const [, previous, nodeId] = res;
     if (previous === JobStatus.Queued) {
       // If an agent claimed it meanwhile, its 'assigned' report is refused and it drops the job.
-      await this.queues.removeWaiting(rec.tier, id);
+      await this.queues.removeWaiting(rec.queue, id);
+      await this.accounting.releaseHold(rec.owner, id);
     } else if (nodeId) {
       await this.nodes.addPendingCancel(nodeId, id);
-      await this.queues.announceCancel(rec.tier, id);
+      await this.queues.announceCancel(rec.queue, id);
     }
     return this.get(p, id);
-  }
-
-  /**
-   * Applies what an agent reports about a job it holds. The agent proves its claim with the
-   * BullMQ lock token; an admin may move a job to a final status without one.
-   */
-  async report(p: Principal, id: string, body: JobStatusReport): Promise<JobView> {
-    const agent = p.kind === 'agent' ? p : null;
-    if (agent === null && !isAdmin(p)) throw new ForbiddenError('job status is reported by agents (or set by an admin)');
-    if (agent !== null && body.lock_token === undefined) {
-      throw ValidationError.field('lock_token', 'agents must present the lock token of their claim');
-    }
-    if (agent === null && !isFinal(body.status)) {
-      throw ValidationError.field('status', 'an admin may only end a job (succeeded, failed, cancelled, timed_out)');
-    }
-    if (body.result !== undefined && jsonBytes(body.result) > this.limits.resultBytes) {
-      throw ValidationError.field('result', `larger than ${this.limits.resultBytes} bytes as JSON`);
-    }
-    const tier = await this.redis.hget(this.keys.jobQueueIndex, id);
-    if (tier === null) throw new NotFoundError(`job ${id}`);
-
-    const fields: Record<string, string> = {};
-    if (body.progress !== undefined) fields.progress = String(body.progress);
-    if (body.message !== undefined) fields.status_message = body.message;
-    if (body.exit_code !== undefined) fields.exit_code = String(body.exit_code);
-    if (body.reason !== undefined) fields.status_reason = body.reason;
-    if (body.error_message !== undefined) fields.error_message = body.error_message;
-    if (body.result !== undefined) fields.result = JSON.stringify(body.result);
-
-    const k = this.keys;
-    const now = Date.now();
-    const res = (await runScript(
-      this.redis,
-      ScriptName.UpdateJobStatus,
-      [k.jobRecord(tier, id), k.bullLock(tier, id), k.jobLog(tier, id)],
-      [
-        body.status,
-        agent?.nodeId ?? '',
-        body.lock_token ?? '',
-        agent !== null ? '1' : '0',
-        ALLOWED_FROM[body.status].join(','),
-        JSON.stringify(fields),
-        now,
-        this.retentionSeconds,
-        this.limits.jobLogLines,
-      ],
-    )) as string[];
-
-    switch (res[0]) {
-      case 'err': {
-        const [, code, current] = res;
-        if (code === 'not_found' || code === 'not_assigned') throw new NotFoundError(`job ${id}`);
-        if (code === 'lock_lost') {
-          throw new ConflictError(`this claim of job ${id} is no longer valid (its lock expired or moved)`, 'lock_lost');
-        }
-        throw new ConflictError(`job ${id} cannot go from ${current} to ${body.status}`, 'invalid_transition');
-      }
-      case 'ok':
-        if (res[2] === '1') await this.afterEnd(tier, id);
-        break;
-      case 'retry':
-      case 'dup':
-        break;
-      default:
-        throw new Error(`unexpected reply from updateJobStatus: ${String(res[0])}`);
-    }
-    const loaded = await this.load(id, tier);
-    if (loaded === null) throw new NotFoundError(`job ${id}`);
-    return toJobView(loaded.rec, deriveStatus(loaded.rec, loaded.facts, Date.now()));
-  }
-
-  /** Once per job, when it has ended: the node's counters, and its pending cancel is done. */
-  private async afterEnd(tier: string, id: string): Promise<void> {
-    const [status, nodeId, gpuCount, started, finished] = await this.redis.hmget(
-      this.keys.jobRecord(tier, id),
-      'status',
-      'node_id',
-      'gpu_count',
-      'started_at',
-      'finished_at',
-    );
-    if (!nodeId) return;
-    const ranMs = started && finished ? Math.max(0, Number(finished) - Number(started)) : 0;
-    const outcome = status === JobStatus.Succeeded ? 'succeeded' : status === JobStatus.Cancelled ? 'cancelled' : 'failed';
-    await Promise.all([this.nodes.recordJobEnd(nodeId, outcome, ranMs * Number(gpuCount ?? 0)), this.nodes.clearPendingCancel(nodeId, id)]);
-  }
-
-  async appendLogs(p: Principal, id: string, body: JobLogAppend): Promise<number> {
-    if (p.kind !== 'agent' && !isAdmin(p)) throw new ForbiddenError('job logs are written by agents');
-    const tier = await this.redis.hget(this.keys.jobQueueIndex, id);
-    if (tier === null) throw new NotFoundError(`job ${id}`);
-    const now = Date.now();
-    const args: (string | number)[] = [p.kind === 'agent' ? p.nodeId : '', this.limits.jobLogLines];
-    for (const line of body.lines) args.push(line.time ?? now, line.stream, line.text);
-    const n = (await runScript(
-      this.redis,
-      ScriptName.AppendJobLog,
-      [this.keys.jobRecord(tier, id), this.keys.jobLog(tier, id)],
-      args,
-    )) as number;
-    if (n < 0) throw new NotFoundError(`job ${id}`);
-    return n;
   }
 
   /** Log lines after `after` (a line id), oldest first. */

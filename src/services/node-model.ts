@@ -231,27 +231,39 @@ export function gpuLiveFrom(
 export type FitEntry = readonly [key: string, score: number];
 
 /**
- * The node's entries in the fit index. For every GPU family it has (and for `any`), index k
- * scores the node by the free memory of its k-th freest healthy GPU, so "k GPUs with X MiB free
- * each" is one range read. Index `any:0` holds every schedulable node, scored by healthy GPU
- * count so CPU-only queries see CPU nodes first. An unhealthy node has no entries.
+ * The node's entries in the fit and capacity indexes. For every GPU family it has (and for
+ * `any`), fit index k scores the node by the free memory of its k-th freest healthy GPU, so "k
+ * GPUs with X MiB free each" is one range read; capacity index k does the same with the GPUs'
+ * total memory. Index `any:0` holds every schedulable node, scored by healthy GPU count so
+ * CPU-only queries see CPU nodes first. An unhealthy node has no entries.
  */
 export function fitEntries(keys: Keys, specs: readonly GpuSpec[], gpus: readonly GpuLiveState[], health: NodeHealth): FitEntry[] {
   if (health === Health.Unhealthy) return [];
-  const familyOf = new Map(specs.map((s) => [s.index, s.family]));
-  const groups = new Map<string, number[]>([['any', []]]);
+  const specOf = new Map(specs.map((s) => [s.index, s]));
+  const free = new Map<string, number[]>([['any', []]]);
+  const total = new Map<string, number[]>([['any', []]]);
   for (const g of gpus) {
     if (!g.healthy) continue;
-    const family = familyOf.get(g.index) ?? 'unknown';
-    groups.get('any')?.push(g.memory_free);
-    const list = groups.get(family) ?? [];
-    list.push(g.memory_free);
-    groups.set(family, list);
+    const spec = specOf.get(g.index);
+    const family = spec?.family ?? 'unknown';
+    for (const f of ['any', family]) {
+      if (f === family && f === 'any') continue;
+      free.set(f, [...(free.get(f) ?? []), g.memory_free]);
+      total.set(f, [...(total.get(f) ?? []), spec?.memory_total ?? g.memory_free]);
+    }
   }
-  const entries: FitEntry[] = [[keys.fitIndex('any', 0), groups.get('any')?.length ?? 0]];
-  for (const [family, free] of groups) {
-    free.sort((a, b) => b - a);
-    for (const [i, mib] of free.entries()) entries.push([keys.fitIndex(family, i + 1), mib]);
+  const count = free.get('any')?.length ?? 0;
+  const entries: FitEntry[] = [
+    [keys.fitIndex('any', 0), count],
+    [keys.capIndex('any', 0), count],
+  ];
+  for (const [family, list] of free) {
+    list.sort((a, b) => b - a);
+    for (const [i, mib] of list.entries()) entries.push([keys.fitIndex(family, i + 1), mib]);
+  }
+  for (const [family, list] of total) {
+    list.sort((a, b) => b - a);
+    for (const [i, mib] of list.entries()) entries.push([keys.capIndex(family, i + 1), mib]);
   }
   return entries;
 }

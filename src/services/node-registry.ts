@@ -1,11 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Prices } from '../domain/cost.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
 import { gpuFamilies } from '../domain/gpu.js';
 import { deriveNodeStatus, NODE_ADMIN_STATES, NodeAdminState, type NodeStatus } from '../domain/node-status.js';
 import type { Principal } from '../domain/roles.js';
 import type { Page } from '../domain/schemas/common.js';
-import type { AgentRegisterBody, AgentView, HeartbeatBody, NodeRegisterBody, NodeStats, NodeView } from '../domain/schemas/node.js';
+import type {
+  AgentRegisterBody,
+  AgentView,
+  HeartbeatAck,
+  HeartbeatBody,
+  NodeRegisterBody,
+  NodeStats,
+  NodeView,
+} from '../domain/schemas/node.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
 import { iso, isoOrNull } from '../util/time.js';
@@ -31,12 +40,12 @@ export interface RegisteredNode {
   readonly agentId: string;
 }
 
-export interface HeartbeatAck {
-  node_id: string;
-  status: NodeStatus;
-  admin_state: NodeAdminState;
-  next_heartbeat_ms: number;
-  cancel_job_ids: string[];
+export interface NodePatch {
+  readonly price_per_gpu_hour?: number | undefined;
+  readonly price_per_cpu_core_hour?: number | undefined;
+  readonly price_per_gib_ram_hour?: number | undefined;
+  readonly labels?: Record<string, string> | undefined;
+  readonly max_concurrent_jobs?: number | undefined;
 }
 
 export interface AvailableNodesQuery {
@@ -50,6 +59,8 @@ export interface AvailableNodesQuery {
 export interface NodeRegistryOptions {
   readonly heartbeatIntervalMs: number;
   readonly heartbeatTtlMs: number;
+  /** Users at their running-jobs cap, told to agents with each heartbeat. */
+  readonly cappedUsers: () => Promise<string[]>;
 }
 
 /** The node registry: lasting records, live heartbeats with TTL, the fit index, agents. */
@@ -121,6 +132,7 @@ export class NodeRegistry {
       [this.keys.nodeNames, this.keys.nodes, this.keys.node(nodeId), this.keys.apiKey(key.keyId), this.keys.agent(agentId)],
       [body.node_name, nodeId, now, JSON.stringify(fields), JSON.stringify(key.record), JSON.stringify(agentFields)],
     )) as [number, string?];
+    if (res[0] === 1) await this.raisePriceCeiling(record);
     if (res[0] === 0) {
       throw new ConflictError(
         `node_name "${body.node_name}" is already registered (node ${res[1]}); an agent keeps its node id and key on disk, or an admin deletes the old node first`,
@@ -178,22 +190,35 @@ export class NodeRegistry {
       admin_state: admin,
       next_heartbeat_ms: this.options.heartbeatIntervalMs,
       cancel_job_ids: res.slice(2),
+      labels: { ...record.labels },
+      ...record.prices,
+      capped_users: await this.options.cappedUsers(),
     };
   }
 
   /**
-   * What heartbeats need of a node's record. It changes only through this service (and prices
-   * through an admin), so it is cached briefly rather than read on every beat.
+   * What heartbeats and assignments need of a node's record. It changes only through this
+   * service, so it is cached briefly rather than read on every beat; an admin's change reaches
+   * other API replicas within the cache time.
    */
+  async shape(nodeId: string): Promise<NodeShape | null> {
+    return this.cachedShape(nodeId);
+  }
+
   private async cachedShape(nodeId: string): Promise<NodeShape | null> {
     const hit = this.shapeCache.get(nodeId);
     if (hit !== undefined && hit.until > Date.now()) return hit.shape;
-    const [gpus, cpu, mem, max] = await this.redis.hmget(
+    const [gpus, cpu, mem, max, name, labels, pg, pc, pr] = await this.redis.hmget(
       this.keys.node(nodeId),
       'gpus',
       'cpu_cores',
       'memory_total',
       'max_concurrent_jobs',
+      'node_name',
+      'labels',
+      'price_per_gpu_hour',
+      'price_per_cpu_core_hour',
+      'price_per_gib_ram_hour',
     );
     if (!gpus || !cpu || !mem || !max) return null;
     const shape: NodeShape = {
@@ -201,6 +226,13 @@ export class NodeRegistry {
       cpu_cores: Number(cpu),
       memory_total: Number(mem),
       max_concurrent_jobs: Number(max),
+      node_name: name ?? '',
+      labels: labels ? (JSON.parse(labels) as Record<string, string>) : {},
+      prices: {
+        price_per_gpu_hour: Number(pg ?? 0),
+        price_per_cpu_core_hour: Number(pc ?? 0),
+        price_per_gib_ram_hour: Number(pr ?? 0),
+      },
     };
     if (this.shapeCache.size > 100_000) this.shapeCache.clear();
     this.shapeCache.set(nodeId, { shape, until: Date.now() + SHAPE_CACHE_MS });
@@ -309,7 +341,7 @@ export class NodeRegistry {
       this.redis,
       ScriptName.AvailableNodes,
       [this.keys.fitIndex(family, gpuCount)],
-      [q.gpu_memory_required, q.cpu_cores_required, q.memory_required, 0, limit, this.keys.livePrefix],
+      [q.gpu_memory_required, q.cpu_cores_required, q.memory_required, 0, limit, this.keys.livePrefix, '1'],
     )) as [string[], string[], number];
     return { ids: res[0], scores: res[1].map(Number), more: res[2] === 1 };
   }
@@ -331,6 +363,75 @@ export class NodeRegistry {
     if (ok === 0) throw new NotFoundError(`node ${nodeId}`);
     this.shapeCache.delete(nodeId);
     this.credentials.forgetNode(nodeId);
+  }
+
+  /** An admin changes a node's prices, labels or job slots; agents learn it from their next heartbeat. */
+  async patchNode(nodeId: string, patch: NodePatch): Promise<NodeView> {
+    const key = this.keys.node(nodeId);
+    if ((await this.redis.exists(key)) === 0) throw new NotFoundError(`node ${nodeId}`);
+    const fields: Record<string, string> = {};
+    if (patch.price_per_gpu_hour !== undefined) fields.price_per_gpu_hour = String(patch.price_per_gpu_hour);
+    if (patch.price_per_cpu_core_hour !== undefined) fields.price_per_cpu_core_hour = String(patch.price_per_cpu_core_hour);
+    if (patch.price_per_gib_ram_hour !== undefined) fields.price_per_gib_ram_hour = String(patch.price_per_gib_ram_hour);
+    if (patch.labels !== undefined) fields.labels = JSON.stringify(patch.labels);
+    if (patch.max_concurrent_jobs !== undefined) fields.max_concurrent_jobs = String(patch.max_concurrent_jobs);
+    if (Object.keys(fields).length > 0) await this.redis.hset(key, fields);
+    this.shapeCache.delete(nodeId);
+    const view = await this.getNode(nodeId);
+    await this.raisePriceCeiling(view);
+    return view;
+  }
+
+  /**
+   * The highest prices any node asks, so a job that names no price limit can be told its worst
+   * case. Only ever raised (a node leaving does not lower it): a conservative bound.
+   */
+  async priceCeiling(): Promise<Prices> {
+    if (this.ceiling !== null && this.ceiling.until > Date.now()) return this.ceiling.prices;
+    const [g, c, r] = await this.redis.hmget(this.keys.priceCeiling, 'gpu', 'cpu', 'ram');
+    const prices = { price_per_gpu_hour: Number(g ?? 0), price_per_cpu_core_hour: Number(c ?? 0), price_per_gib_ram_hour: Number(r ?? 0) };
+    this.ceiling = { prices, until: Date.now() + 5000 };
+    return prices;
+  }
+
+  private ceiling: { prices: Prices; until: number } | null = null;
+
+  private async raisePriceCeiling(p: Prices): Promise<void> {
+    const cur = await this.priceCeiling();
+    const raise: Record<string, string> = {};
+    if (p.price_per_gpu_hour > cur.price_per_gpu_hour) raise.gpu = String(p.price_per_gpu_hour);
+    if (p.price_per_cpu_core_hour > cur.price_per_cpu_core_hour) raise.cpu = String(p.price_per_cpu_core_hour);
+    if (p.price_per_gib_ram_hour > cur.price_per_gib_ram_hour) raise.ram = String(p.price_per_gib_ram_hour);
+    if (Object.keys(raise).length > 0) await this.redis.hset(this.keys.priceCeiling, raise);
+    this.ceiling = null;
+  }
+
+  /**
+   * Live nodes that could ever hold k GPUs of a family with `mib` each (whatever they run now),
+   * from the capacity index; for explaining why a job waits. At most `limit`.
+   */
+  async nodesThatCouldHold(
+    families: readonly string[],
+    k: number,
+    mib: number,
+    limit: number,
+  ): Promise<{ record: NodeRecord; live: NodeLive | null }[]> {
+    const ids = new Set<string>();
+    for (const family of families) {
+      const res = (await runScript(
+        this.redis,
+        ScriptName.AvailableNodes,
+        [this.keys.capIndex(family, k)],
+        [mib, 0, 0, 0, limit, this.keys.livePrefix, '0'],
+      )) as [string[], string[], number];
+      for (const id of res[0]) ids.add(id);
+    }
+    return (await this.loadRaw([...ids])).filter((r): r is { record: NodeRecord; live: NodeLive | null } => r !== null);
+  }
+
+  /** Whether any live node has a GPU of this family at all. */
+  async anyNodeWithFamily(family: string): Promise<boolean> {
+    return (await this.nodesThatCouldHold([family], 1, 0, 1)).length > 0;
   }
 
   async nodeStats(nodeId: string): Promise<NodeStats> {
@@ -407,11 +508,15 @@ export class NodeRegistry {
   }
 }
 
-interface NodeShape {
+/** What the hot paths (heartbeats, assignments) need of a node's record. */
+export interface NodeShape {
   readonly gpus: readonly GpuSpec[];
   readonly cpu_cores: number;
   readonly memory_total: number;
   readonly max_concurrent_jobs: number;
+  readonly node_name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly prices: Prices;
 }
 
 const SHAPE_CACHE_MS = 30_000;

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
 import { startAgent, waitFor } from '../support/agent.js';
 import { startTestApi, type TestApi } from '../support/api.js';
@@ -14,10 +14,11 @@ beforeAll(async () => {
     IMAGEPOD_JOB_LOG_MAX_LINES: '50',
   });
 });
-afterAll(async () => {
-  await Promise.all(agents.map((a) => a.stop(0)));
-  await t.close();
+// Each test brings its own agents: one left running would take the next test's jobs.
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((a) => a.stop(0)));
 });
+afterAll(async () => t.close());
 
 const submit = (body: Record<string, unknown>) => jobsOf(t).submit(body);
 const finished = (id: string) => jobsOf(t).finished(id);
@@ -76,10 +77,12 @@ describe('an agent', () => {
 
     const bad = await submit({ docker_image: 'busybox', command: ['sh', '-c', 'echo nope >&2; exit 4'], memory_required: 64 });
     expect(await finished(bad)).toMatchObject({ status: 'failed', exit_code: 4, status_reason: 'non_zero_exit' });
-    const stats = (await t.req('GET', `/nodes/${a.identity.node_id}/stats`, { token: t.tokens.alice })).body;
+    // Node counters follow the job's end by a moment (the same report updates them after the job).
+    const stats = await waitFor('node stats', async () => {
+      const s = (await t.req('GET', `/nodes/${a.identity.node_id}/stats`, { token: t.tokens.alice })).body;
+      return s.jobs_run === 2 ? s : undefined;
+    });
     expect(stats).toMatchObject({ jobs_run: 2, jobs_succeeded: 1, jobs_failed: 1 });
-    await a.stop(0);
-    agents.splice(agents.indexOf(a), 1);
   });
 
   it('caps a chatty job’s log at the API’s line limit, and says so', async () => {
@@ -97,8 +100,6 @@ describe('an agent', () => {
     expect(lines.slice(0, 3)).toEqual(['line 0', 'line 1', 'line 2']);
     expect(lines).toContain('log truncated: this job wrote more than 50 lines');
     expect(lines.filter((l: string) => l.startsWith('line '))).toHaveLength(50);
-    await a.stop(0);
-    agents.splice(agents.indexOf(a), 1);
   });
 
   it('retries a failed job when it has retries left, then fails it', async () => {
@@ -106,8 +107,6 @@ describe('an agent', () => {
     agents.push(a);
     const id = await submit({ docker_image: 'busybox', command: ['sh', '-c', 'exit 9'], max_retries: 2, memory_required: 64 });
     expect(await finished(id)).toMatchObject({ status: 'failed', attempts: 3, exit_code: 9 });
-    await a.stop(0);
-    agents.splice(agents.indexOf(a), 1);
   });
 
   it('goes offline after the heartbeat TTL once stopped', async () => {

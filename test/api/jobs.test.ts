@@ -52,8 +52,18 @@ describe('POST /jobs/', () => {
     expect(r.headers.get('location')).toBe(`/gpu-workers/jobs/${r.body.id}`);
     // The BullMQ job carries the versioned payload with the full spec.
     const bull = await t.api.queues.get('gpu-8g').getJob(r.body.id);
-    expect(bull?.data).toMatchObject({ v: 1, job_id: r.body.id, owner: 'alice', tier: 'gpu-8g' });
-    expect(bull?.data.spec.requirements).toEqual({ gpu_count: 1, gpu_memory_mib: 8192, gpu_type: null, cpu_cores: 4, memory_mib: 16384 });
+    expect(bull?.data).toMatchObject({ v: 2, job_id: r.body.id, owner: 'alice', tier: 'gpu-8g' });
+    expect(bull?.data.req).toBe('g=1;m=8192;f=*;c=4;r=16384;n=*;s=*;p=*;u=alice');
+    expect(bull?.data.spec.requirements).toEqual({
+      gpu_count: 1,
+      gpu_memory_mib: 8192,
+      gpu_type: null,
+      cpu_cores: 4,
+      memory_mib: 16384,
+      node_selector: {},
+      node_name: null,
+      max_price_per_hour: null,
+    });
     expect(bull?.data.spec.input_data).toEqual(SEED_JOB.input_data);
   });
 
@@ -205,7 +215,7 @@ describe('the job lifecycle as agents report it', () => {
     const { token } = await claimer.claim('gpu-8g');
     const report = (body: Record<string, unknown>, key = node.apiKey) => t.req('POST', `/jobs/${job.id}/status`, { token: key, body });
 
-    const a = await report({ status: 'assigned', lock_token: token });
+    const a = await report({ status: 'assigned', lock_token: token, gpu_indices: [0] });
     expect(a.status).toBe(200);
     expect(a.body).toMatchObject({ status: 'assigned', node_id: node.nodeId, attempts: 1 });
     expect((await report({ status: 'pulling', lock_token: token, progress: 40 })).body).toMatchObject({ status: 'pulling', progress: 40 });
@@ -243,10 +253,10 @@ describe('the job lifecycle as agents report it', () => {
     const noToken = await report({ status: 'assigned' }, node.apiKey);
     expect(noToken.status).toBe(400);
     expect(noToken.body.fields[0].field).toBe('lock_token');
-    const wrong = await report({ status: 'assigned', lock_token: 'not-the-token' }, node.apiKey);
+    const wrong = await report({ status: 'assigned', lock_token: 'not-the-token', gpu_indices: [0] }, node.apiKey);
     expect(wrong.status).toBe(409);
     expect(wrong.body.error).toBe('lock_lost');
-    expect((await report({ status: 'assigned', lock_token: token }, node.apiKey)).status).toBe(200);
+    expect((await report({ status: 'assigned', lock_token: token, gpu_indices: [0] }, node.apiKey)).status).toBe(200);
     expect((await report({ status: 'running', lock_token: token }, other.apiKey)).status).toBe(404);
     expect((await report({ status: 'running', lock_token: token }, t.tokens.alice)).status).toBe(403);
     expect((await report({ status: 'finished', lock_token: token }, node.apiKey)).status).toBe(400);
@@ -269,14 +279,14 @@ describe('the job lifecycle as agents report it', () => {
     const job = await submit(t.tokens.alice, { docker_image: 'busybox', max_retries: 1 });
     const first = await claimer.claim('cpu');
     const report = (body: Record<string, unknown>) => t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body });
-    await report({ status: 'assigned', lock_token: first.token });
+    await report({ status: 'assigned', lock_token: first.token, gpu_indices: [] });
     const retry = await report({ status: 'failed', lock_token: first.token, exit_code: 1, error_message: 'boom' });
     expect(retry.body).toMatchObject({ status: 'queued', error_message: 'boom', node_id: null });
     // The agent hands the BullMQ job back; the next claim runs it again, and this time it ends.
     await first.job.moveToWait(first.token);
     const second = await claimer.claim('cpu');
     expect(second.job.id).toBe(job.id);
-    await report({ status: 'assigned', lock_token: second.token });
+    await report({ status: 'assigned', lock_token: second.token, gpu_indices: [] });
     const final = await report({ status: 'failed', lock_token: second.token, exit_code: 1 });
     expect(final.body).toMatchObject({ status: 'failed', attempts: 2 });
   });
@@ -287,7 +297,7 @@ describe('the job lifecycle as agents report it', () => {
       const node = await onlineNode('life-4');
       const job = await submit(t.tokens.alice, { docker_image: 'busybox', gpu_memory_required: 30000 });
       const { token } = await shortLocks.claim('gpu-48g');
-      await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token } });
+      await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token, gpu_indices: [0] } });
       await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'running', lock_token: token } });
       expect((await t.req('GET', `/jobs/${job.id}`, { token: t.tokens.alice })).body.status).toBe('running');
       await sleep(500);
@@ -322,7 +332,7 @@ describe('cancel', () => {
     const beat = { gpu_memory_available: 24576, cpu_cores_available: 16, current_jobs: 1 };
     const job = await submit(t.tokens.alice, { docker_image: 'busybox', gpu_memory_required: 20000 });
     const { token } = await claimer.claim('gpu-24g');
-    await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token } });
+    await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token, gpu_indices: [0] } });
     await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'running', lock_token: token } });
 
     const c = await t.req('POST', `/jobs/${job.id}/cancel`, { token: t.tokens.admin });
@@ -352,7 +362,7 @@ describe('logs', () => {
     const node = await registerNode(t, { ...RTX_4090_NODE, node_name: 'log-node' });
     const job = await submit(t.tokens.alice, { docker_image: 'busybox', gpu_memory_required: 100 });
     const { token } = await claimer.claim('gpu-8g');
-    await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token } });
+    await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token, gpu_indices: [0] } });
     const append = (lines: { stream: string; text: string }[], key = node.apiKey) =>
       t.req('POST', `/jobs/${job.id}/logs`, { token: key, body: { lines } });
 

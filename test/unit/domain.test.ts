@@ -84,7 +84,7 @@ describe('fit index entries', () => {
       spec(2, 'NVIDIA A100-SXM4-80GB', 81920),
     ];
     const entries = fitEntries(keys, specs, [live(0, 1000), live(1, 70000), live(2, 50000)], 'healthy');
-    expect(Object.fromEntries(entries)).toEqual({
+    expect(Object.fromEntries(entries.filter(([k]) => k.includes(':fit:')))).toEqual({
       'p:{reg}:fit:any:0': 3,
       'p:{reg}:fit:any:1': 70000,
       'p:{reg}:fit:any:2': 50000,
@@ -93,20 +93,36 @@ describe('fit index entries', () => {
       'p:{reg}:fit:h100:2': 1000,
       'p:{reg}:fit:a100:1': 50000,
     });
+    // The capacity index scores the same GPUs by their total memory.
+    expect(Object.fromEntries(entries.filter(([k]) => k.includes(':cap:')))).toEqual({
+      'p:{reg}:cap:any:0': 3,
+      'p:{reg}:cap:any:1': 81920,
+      'p:{reg}:cap:any:2': 81559,
+      'p:{reg}:cap:any:3': 81559,
+      'p:{reg}:cap:h100:1': 81559,
+      'p:{reg}:cap:h100:2': 81559,
+      'p:{reg}:cap:a100:1': 81920,
+    });
   });
 
   it('leaves failed GPUs out, and unhealthy nodes out entirely', () => {
     const specs = [spec(0, 'RTX 4090', 24564), spec(1, 'RTX 4090', 24564)];
     expect(fitEntries(keys, specs, [live(0, 24000), live(1, 24000, false)], 'degraded').map(([k]) => k)).toEqual([
       'p:{reg}:fit:any:0',
+      'p:{reg}:cap:any:0',
       'p:{reg}:fit:any:1',
       'p:{reg}:fit:rtx-4090:1',
+      'p:{reg}:cap:any:1',
+      'p:{reg}:cap:rtx-4090:1',
     ]);
     expect(fitEntries(keys, specs, [live(0, 24000), live(1, 24000)], 'unhealthy')).toEqual([]);
   });
 
-  it('a CPU-only node is in the any:0 index only', () => {
-    expect(fitEntries(keys, [], [], 'healthy')).toEqual([['p:{reg}:fit:any:0', 0]]);
+  it('a CPU-only node is in the any:0 indexes only', () => {
+    expect(fitEntries(keys, [], [], 'healthy')).toEqual([
+      ['p:{reg}:fit:any:0', 0],
+      ['p:{reg}:cap:any:0', 0],
+    ]);
   });
 });
 
@@ -115,6 +131,7 @@ describe('derived statuses', () => {
     id: 'j',
     owner: 'u',
     tier: 'cpu',
+    queue: 'cpu',
     spec: {} as JobRecord['spec'],
     status,
     fields: { created_at: String(created) },

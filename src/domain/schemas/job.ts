@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { JOB_STATUSES } from '../job-status.js';
-import { isoTime, mib, pageOf } from './common.js';
+import { isoTime, labels, mib, pageOf } from './common.js';
 
 /** A registry host (with optional port), then lowercase path components, as Docker's reference grammar. */
 const IMAGE_NAME =
@@ -42,8 +42,26 @@ export const jobCreateBody = z.strictObject({
     .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'the name of a registry credential configured on the nodes')
     .optional()
     .describe('pull the image with this named credential from the node configuration; never shown back'),
+  node_selector: labels().optional().describe('run only on nodes with all these labels'),
+  node_name: z
+    .string()
+    .regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/, 'a node name')
+    .optional()
+    .describe('run only on the node of this name'),
+  max_price_per_hour: z
+    .number()
+    .min(0)
+    .max(1_000_000)
+    .optional()
+    .describe("the most this job may cost per hour on a node (its share of the node's prices)"),
 });
 export type JobCreateBody = z.infer<typeof jobCreateBody>;
+
+/** `POST /jobs/batch`: up to 1,000 jobs at once; all valid and within budget, or none submitted. */
+export const MAX_BATCH_JOBS = 1000;
+export const jobBatchBody = z.strictObject({
+  jobs: z.array(jobCreateBody).min(1).max(MAX_BATCH_JOBS),
+});
 
 export const DEFAULT_JOB_TIMEOUT_SECONDS = 86_400;
 
@@ -54,6 +72,9 @@ export const jobRequirements = z.object({
   gpu_type: z.string().nullable(),
   cpu_cores: z.number().positive(),
   memory_mib: z.number().int().min(0),
+  node_selector: z.record(z.string(), z.string()),
+  node_name: z.string().nullable(),
+  max_price_per_hour: z.number().nullable(),
 });
 export type JobRequirements = z.infer<typeof jobRequirements>;
 
@@ -77,10 +98,10 @@ export const jobSpec = z.object({
 export type JobSpec = z.infer<typeof jobSpec>;
 
 /** What travels in a BullMQ job: versioned so an agent can refuse a payload it does not understand. */
-export const JOB_PAYLOAD_VERSION = 1;
+export const JOB_PAYLOAD_VERSION = 2;
 export const jobPayload = z.object({
   v: z.literal(JOB_PAYLOAD_VERSION),
-  /** Must stay the second key: the claim script matches `{"v":1,"req":"..."` at the start. */
+  /** Must stay the second key: the claim script matches `{"v":2,"req":"..."` at the start. */
   req: z.string(),
   job_id: z.uuid(),
   owner: z.string(),
@@ -121,6 +142,7 @@ export function splitImageReference(
 /** Body of `POST /jobs/{id}/status`: what an agent reports about a job it holds. */
 export const jobStatusReport = z.strictObject({
   status: z.enum(JOB_STATUSES),
+  gpu_indices: z.array(z.number().int().min(0).max(63)).max(64).optional().describe('with assigned: the devices the job got'),
   lock_token: z.string().min(1).max(200).optional().describe('the BullMQ lock token of the claim; required from agents'),
   progress: z.number().min(0).max(100).optional(),
   message: z.string().max(2000).optional(),
@@ -158,7 +180,9 @@ export const jobView = z.object({
   status: z.enum(JOB_STATUSES),
   status_reason: z.string().nullable(),
   status_message: z.string().nullable(),
+  wait_reason: z.string().nullable().describe('why a queued job is not running yet; only on GET /jobs/{id}'),
   tier: z.string(),
+  queue: z.string(),
   docker_image: z.string(),
   docker_tag: z.string().nullable(),
   image: z.string(),
@@ -175,12 +199,20 @@ export const jobView = z.object({
   max_retries: z.number().int(),
   priority: z.number().int(),
   registry_secret: z.string().nullable(),
-  node_id: z.string().nullable(),
+  node_selector: z.record(z.string(), z.string()),
+  node_name: z.string().nullable().describe('the node this job must run on, if the submitter pinned one'),
+  max_price_per_hour: z.number().nullable(),
+  node_id: z.string().nullable().describe('the node running (or that ran) this job'),
+  gpu_indices: z.array(z.number().int()).nullable(),
   attempts: z.number().int(),
   progress: z.number().nullable(),
   exit_code: z.number().int().nullable(),
   error_message: z.string().nullable(),
   result: z.json().nullable(),
+  worst_case_cost: z.number().nullable().describe('timeout times the highest hourly price the job would accept'),
+  hourly_rate: z.number().nullable().describe('what it costs per hour on the node it got'),
+  cost: z.number().nullable().describe('what it cost: run time from container start to end, times the hourly rate'),
+  gpu_hours: z.number().nullable(),
   created_at: isoTime(),
   assigned_at: isoTime().nullable(),
   started_at: isoTime().nullable(),

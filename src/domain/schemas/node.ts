@@ -188,6 +188,20 @@ export const heartbeatAck = z.object({
   admin_state: z.enum(NODE_ADMIN_STATES),
   next_heartbeat_ms: z.number().int(),
   cancel_job_ids: z.array(z.string()).describe('jobs on this node that were cancelled: stop them'),
+  labels: z.record(z.string(), z.string()).describe("the node's labels as they stand"),
+  ...pricing.shape,
+  capped_users: z.array(z.string()).describe('users at their cap of running jobs: leave their jobs'),
+});
+
+export type HeartbeatAck = z.infer<typeof heartbeatAck>;
+
+/** `PATCH /nodes/{id}`: an admin changes prices, labels or job slots. */
+export const nodePatchBody = z.strictObject({
+  price_per_gpu_hour: price().optional(),
+  price_per_cpu_core_hour: price().optional(),
+  price_per_gib_ram_hour: price().optional(),
+  labels: labels().optional(),
+  max_concurrent_jobs: z.number().int().min(1).max(1024).optional(),
 });
 
 export const nodeStats = z.object({

@@ -2,7 +2,7 @@ import { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import { isFinal, JOB_STATUSES } from '../../domain/job-status.js';
 import { paginationQuery } from '../../domain/schemas/common.js';
-import { jobCreateBody, jobLogAppend, jobStatusReport } from '../../domain/schemas/job.js';
+import { jobBatchBody, jobCreateBody, jobLogAppend, jobStatusReport } from '../../domain/schemas/job.js';
 import { toLogLine } from '../../services/job-service.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
@@ -27,6 +27,13 @@ export function jobRoutes(ctx: RouteContext): Router {
     follow: z.enum(['true', 'false', '1', '0']).optional(),
   });
 
+  r.post('/jobs/batch', people, async (req, res) => {
+    const p = principalOf(req);
+    if (p.kind !== 'user') return;
+    const body = parse(jobBatchBody, req.body);
+    res.status(201).json({ items: await jobs.createBatch(p.userId, body.jobs) });
+  });
+
   r.post('/jobs', people, async (req, res) => {
     const p = principalOf(req);
     if (p.kind !== 'user') return;
@@ -45,7 +52,7 @@ export function jobRoutes(ctx: RouteContext): Router {
 
   r.post('/jobs/:jobId/status', agentsOrAdmins, async (req, res) => {
     const id = jobIdOf(req.params);
-    res.json(await jobs.report(principalOf(req), id, parse(jobStatusReport, req.body)));
+    res.json(await ctx.reports.report(principalOf(req), id, parse(jobStatusReport, req.body)));
   });
 
   r.post('/jobs/:jobId/cancel', people, async (req, res) => {
@@ -53,7 +60,7 @@ export function jobRoutes(ctx: RouteContext): Router {
   });
 
   r.post('/jobs/:jobId/logs', agentsOrAdmins, async (req, res) => {
-    const n = await jobs.appendLogs(principalOf(req), jobIdOf(req.params), parse(jobLogAppend, req.body));
+    const n = await ctx.reports.appendLogs(principalOf(req), jobIdOf(req.params), parse(jobLogAppend, req.body));
     res.status(202).json({ accepted: n });
   });
 

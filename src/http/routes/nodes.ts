@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { NotFoundError } from '../../domain/errors.js';
 import { NODE_STATUSES, NodeAdminState } from '../../domain/node-status.js';
 import { paginationQuery } from '../../domain/schemas/common.js';
-import { availableNodesFilters, heartbeatBody, nodeRegisterBody } from '../../domain/schemas/node.js';
+import { availableNodesFilters, heartbeatBody, nodePatchBody, nodeRegisterBody } from '../../domain/schemas/node.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { nodeIdOf } from '../ids.js';
@@ -61,6 +61,10 @@ export function nodeRoutes(ctx: RouteContext): Router {
       res.json(await nodes.setAdminState(nodeIdOf(req.params), state));
     });
   }
+
+  r.patch('/nodes/:nodeId', admins, async (req, res) => {
+    res.json(await nodes.patchNode(nodeIdOf(req.params), parse(nodePatchBody, req.body)));
+  });
 
   r.delete('/nodes/:nodeId', admins, async (req, res) => {
     await nodes.deleteNode(nodeIdOf(req.params));

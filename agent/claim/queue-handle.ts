@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Job, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { JobPayload } from '../../src/domain/schemas/job.js';
+import { pairsToRecord } from '../../src/redis/connection.js';
+
+/** A queue this agent works: a tier's, or a tier's for one GPU family. */
+export interface QueueInfo {
+  readonly tier: string;
+  readonly name: string;
+  /** BullMQ's prefix option (the tier's, with its hash tag). */
+  readonly prefix: string;
+  /** The largest GPU memory per GPU its jobs ask for (0 for the CPU tier). */
+  readonly maxGpuMemoryMiB: number;
+}
+
+export interface Claimed {
+  readonly queue: QueueHandle;
+  readonly job: Job<JobPayload>;
+  readonly token: string;
+  /** Set when BullMQ marked the job to fail (it stalled too often): fail it, do not run it. */
+  readonly deferredFailure: string | null;
+}
+
+/** What a scan of one queue found (see scan-queue-3.lua). */
+export interface ScanResult {
+  readonly best: { readonly jobId: string; readonly priority: number; readonly stranded: number; readonly enqueuedAt: number } | null;
+  readonly starving: { readonly jobId: string; readonly enqueuedAt: number; readonly holder: string | null } | null;
+}
+
+/** The agent's view of itself that the scan script takes. */
+export interface AgentState {
+  readonly gpus: [family: string, free: number, total: number][];
+  readonly cpu: number;
+  readonly ram: number;
+  readonly slots: number;
+  readonly node: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly prices: [gpuHour: number, coreHour: number, gibHour: number];
+  /** Owners (URI-encoded) at their cap of running jobs. */
+  readonly capped: readonly string[];
+  /** Jobs this agent was just refused and should leave to others for a while. */
+  readonly skip: readonly string[];
+}
+
+const lua = (file: string) => readFileSync(new URL(file, import.meta.url), 'utf8');
+const SCRIPTS = {
+  scanQueue: { lua: lua('./scan-queue-3.lua'), numberOfKeys: 3 },
+  claimJob: { lua: lua('./claim-job-6.lua'), numberOfKeys: 6 },
+  reserveJob: { lua: lua('./reserve-job-1.lua'), numberOfKeys: 1 },
+} as const;
+
+type Commands = {
+  [K in keyof typeof SCRIPTS]: (...args: (string | number)[]) => Promise<unknown>;
+};
+
+/**
+ * One queue as this agent works it: a BullMQ Worker that never fetches on its own (autorun off)
+ * but runs BullMQ's stalled-job check and gives claimed jobs their BullMQ methods, and the
+ * agent's own scripts to choose, claim and reserve jobs.
+ */
+export class QueueHandle {
+  readonly worker: Worker<JobPayload>;
+  private readonly cmd: Commands;
+
+  constructor(
+    readonly info: QueueInfo,
+    private readonly redis: Redis,
+    private readonly opts: { lockDurationMs: number; stalledIntervalMs: number; maxStalledCount: number; workerName: string },
+    logger: Logger,
+  ) {
+    this.worker = new Worker<JobPayload>(info.name, null, {
+      connection: redis,
+      prefix: info.prefix,
+      autorun: false,
+      lockDuration: opts.lockDurationMs,
+      stalledInterval: opts.stalledIntervalMs,
+      maxStalledCount: opts.maxStalledCount,
+      // Locks are renewed off the main thread (see locks/), not by BullMQ's timer.
+      skipLockRenewal: true,
+      name: opts.workerName,
+    });
+    this.worker.on('error', (err) => logger.warn({ queue: info.name, err: err.message }, 'queue error'));
+    for (const [name, def] of Object.entries(SCRIPTS)) {
+      if (typeof (redis as unknown as Record<string, unknown>)[name] !== 'function') redis.defineCommand(name, def);
+    }
+    this.cmd = redis as unknown as Commands;
+  }
+
+  get name(): string {
+    return this.info.name;
+  }
+
+  /** Key of a job's BullMQ hash; its lock is this plus `:lock`. */
+  jobKey(jobId: string): string {
+    return `${this.keyPrefix}${jobId}`;
+  }
+
+  private get keyPrefix(): string {
+    return `${this.info.prefix}:${this.info.name}:`;
+  }
+
+  get stalledKey(): string {
+    return `${this.keyPrefix}stalled`;
+  }
+
+  get eventsKey(): string {
+    return `${this.keyPrefix}events`;
+  }
+
+  async startStalledChecks(): Promise<void> {
+    await this.worker.startStalledCheckTimer();
+  }
+
+  async scan(state: AgentState, capacity: AgentState, scanLimit: number, starvationMs: number): Promise<ScanResult> {
+    const k = this.worker.keys;
+    const r = (await this.cmd.scanQueue(
+      k.wait as string,
+      k.prioritized as string,
+      k.meta as string,
+      this.keyPrefix,
+      JSON.stringify(state),
+      JSON.stringify(capacity),
+      scanLimit,
+      Date.now(),
+      starvationMs,
+    )) as [string, number, number, number, string, number, string];
+    return {
+      best: r[0] ? { jobId: r[0], priority: Number(r[1]), stranded: Number(r[2]), enqueuedAt: Number(r[3]) } : null,
+      starving: r[4] ? { jobId: r[4], enqueuedAt: Number(r[5]), holder: r[6] || null } : null,
+    };
+  }
+
+  /** Claims a job the scan chose; null when another agent was quicker. */
+  async claim(jobId: string): Promise<Claimed | null> {
+    const k = this.worker.keys;
+    const token = randomUUID();
+    const r = (await this.cmd.claimJob(
+      k.wait as string,
+      k.active as string,
+      k.prioritized as string,
+      k.events as string,
+      k.meta as string,
+      k.marker as string,
+      this.keyPrefix,
+      jobId,
+      token,
+      this.opts.lockDurationMs,
+      Date.now(),
+      this.opts.workerName,
+    )) as [number, unknown?];
+    if (r[0] !== 1) return null;
+    const raw = pairsToRecord(r[1]);
+    const job = Job.fromJSON<JobPayload>(this.worker, raw as never, jobId);
+    return { queue: this, job, token, deferredFailure: raw.defa ?? null };
+  }
+
+  /** Holds (or renews) this node's reservation for a starving job; false when another node holds it. */
+  async reserve(jobId: string, nodeName: string, ttlMs: number): Promise<boolean> {
+    return (await this.cmd.reserveJob(`${this.jobKey(jobId)}:ip-reserved`, nodeName, ttlMs)) === 1;
+  }
+
+  /** The job's requirement string, to plan a reservation. */
+  async requirementsOf(jobId: string): Promise<string | null> {
+    const data = await this.redis.hget(this.jobKey(jobId), 'data');
+    return data === null ? null : (/^\{"v":2,"req":"([^"]*)"/.exec(data)?.[1] ?? null);
+  }
+
+  async close(): Promise<void> {
+    await this.worker.close(true);
+  }
+}

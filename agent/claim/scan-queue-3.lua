@@ -1,0 +1,137 @@
+--[[
+  Looks at the first waiting jobs of one queue, in the order BullMQ would serve them, and says
+  which one this agent should take: of the jobs that fit its free resources now, the one of the
+  highest priority, and among those the one that leaves the least GPU memory stranded on the
+  devices it would use (best fit), the oldest first on a tie. Claims nothing (claim-job does).
+
+  It also names the first job that does not fit now but would fit this node empty and has
+  waited past the starvation bound, with who holds a reservation for it, if anyone.
+
+  A job's requirements are read from the string at the head of its payload
+  (`{"v":2,"req":"g=..;m=..;f=..;c=..;r=..;n=..;s=..;p=..;u=.."`) without decoding the rest.
+
+  KEYS[1] wait  KEYS[2] prioritized  KEYS[3] meta
+  ARGV[1] job key prefix ("<queue prefix>:<queue name>:")
+  ARGV[2] agent state, json:
+          {"gpus": [[family, MiB free, MiB total], ...], "cpu": n, "ram": MiB, "slots": n,
+           "node": name, "labels": {k: v}, "prices": [per GPU-h, per core-h, per GiB-h],
+           "capped": [owner, ...], "skip": [job id, ...]}
+  ARGV[3] the same resources as if the node were empty (its capacity)
+  ARGV[4] how many waiting jobs to look at  ARGV[5] now ms  ARGV[6] starvation bound ms
+  Returns {best id, its priority, its stranded MiB, its timestamp,
+           starving id, its timestamp, its reservation holder}   ('' / 0 when none)
+]]
+local prefix = ARGV[1]
+if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {'', 0, 0, 0, '', 0, ''} end
+local free = cjson.decode(ARGV[2])
+local capacity = cjson.decode(ARGV[3])
+local limit = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
+local starvation = tonumber(ARGV[6])
+
+local capped, skip = {}, {}
+for _, u in ipairs(free.capped or {}) do capped[u] = true end
+for _, id in ipairs(free.skip or {}) do skip[id] = true end
+
+local function parse(data)
+  if not data then return nil end
+  local head = string.match(data, '^{"v":2,"req":"([^"]*)"')
+  if not head then return nil end
+  local f = {}
+  for k, v in string.gmatch(head, '(%a)=([^;]*)') do f[k] = v end
+  local req = { g = tonumber(f.g), m = tonumber(f.m), c = tonumber(f.c), r = tonumber(f.r), n = f.n, u = f.u, p = f.p }
+  if not (req.g and req.m and req.c and req.r and f.f) then return nil end
+  if f.f ~= '*' then
+    req.f = {}
+    for fam in string.gmatch(f.f, '[^,]+') do req.f[fam] = true end
+  end
+  if f.s and f.s ~= '*' then
+    req.s = {}
+    for k, v in string.gmatch(f.s, '([^,=]+)=([^,]*)') do req.s[k] = v end
+  end
+  return req
+end
+
+-- Stranded MiB if the job ran here now (the free memory left on the devices it would use), or
+-- nil when it does not fit. Its GPUs come from one family: for each allowed family, the devices
+-- with the least free memory that hold it.
+local function fit(req, res)
+  if res.slots < 1 or req.c > res.cpu or req.r > res.ram then return nil end
+  if req.n and req.n ~= '*' and req.n ~= res.node then return nil end
+  if req.s then
+    for k, v in pairs(req.s) do
+      if not res.labels or res.labels[k] ~= v then return nil end
+    end
+  end
+  if req.g == 0 then
+    if req.p and req.p ~= '*' then
+      local rate = req.c * res.prices[2] + req.r / 1024 * res.prices[3]
+      if rate > tonumber(req.p) + 1e-9 then return nil end
+    end
+    return 0
+  end
+  local byFamily = {}
+  for _, gpu in ipairs(res.gpus) do
+    local fam, mib, total = gpu[1], gpu[2], gpu[3]
+    if mib >= req.m and (req.f == nil or req.f[fam]) then
+      byFamily[fam] = byFamily[fam] or {}
+      table.insert(byFamily[fam], { mib, total })
+    end
+  end
+  local best = nil
+  for _, list in pairs(byFamily) do
+    if #list >= req.g then
+      table.sort(list, function(a, b) return a[1] < b[1] end)
+      local stranded, gpuPrice = 0, 0
+      for i = 1, req.g do
+        stranded = stranded + list[i][1] - req.m
+        local share = 1
+        if req.m > 0 and list[i][2] > 0 then share = math.min(1, req.m / list[i][2]) end
+        gpuPrice = gpuPrice + res.prices[1] * share
+      end
+      local ok = true
+      if req.p and req.p ~= '*' then
+        local rate = gpuPrice + req.c * res.prices[2] + req.r / 1024 * res.prices[3]
+        ok = rate <= tonumber(req.p) + 1e-9
+      end
+      if ok and (best == nil or stranded < best) then best = stranded end
+    end
+  end
+  return best
+end
+
+-- BullMQ serves the wait list first (oldest at its tail), then the prioritized set.
+local candidates = {}
+local waiting = redis.call('LRANGE', KEYS[1], -limit, -1)
+for i = #waiting, 1, -1 do candidates[#candidates + 1] = waiting[i] end
+if #candidates < limit then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, limit - #candidates - 1)) do candidates[#candidates + 1] = id end
+end
+
+local bestId, bestPri, bestStranded, bestTs = '', 0, 0, 0
+local starvingId, starvingTs, holder = '', 0, ''
+for _, id in ipairs(candidates) do
+  local jobKey = prefix .. id
+  local h = redis.call('HMGET', jobKey, 'data', 'defa', 'timestamp', 'priority')
+  local req = parse(h[1])
+  local ts = tonumber(h[3]) or 0
+  -- BullMQ priority: 0 or 1 serve first, larger later. A job to fail (stalled too often) goes first.
+  local pri = tonumber(h[4]) or 0
+  local stranded = nil
+  if skip[id] then
+    stranded = nil
+  elseif h[2] then
+    stranded, pri = 0, -1
+  elseif req and not capped[req.u] then
+    stranded = fit(req, free)
+  end
+  if stranded then
+    if bestId == '' or pri < bestPri or (pri == bestPri and (stranded < bestStranded or (stranded == bestStranded and ts < bestTs))) then
+      bestId, bestPri, bestStranded, bestTs = id, pri, stranded, ts
+    end
+  elseif starvingId == '' and req and not skip[id] and not capped[req.u] and now - ts >= starvation and fit(req, capacity) then
+    starvingId, starvingTs = id, ts
+    holder = redis.call('GET', jobKey .. ':ip-reserved') or ''
+  end
+end
+return {bestId, bestPri, bestStranded, bestTs, starvingId, starvingTs, holder}

@@ -1,0 +1,44 @@
+--[[
+  Checks a submission against its owner's budget and, if it fits, holds its worst case until
+  the job ends: what is left = budget - spent in the period - held by unfinished jobs.
+  KEYS[1] user limits  KEYS[2] user holds  KEYS[3] user spend
+  ARGV[1] spend fields of the period, csv of "<day>" or "total"
+  ARGV[2] worst-case money of each job, csv  ARGV[3] worst-case GPU-hours of each job, csv
+  ARGV[4..] the jobs' ids
+  Returns {'ok'} or {'over', 'money'|'gpu_hours', budget, spent, held, asked}.
+]]
+local limits = redis.call('HMGET', KEYS[1], 'money_budget', 'gpu_hours_budget')
+local moneyBudget, gpuBudget = tonumber(limits[1]), tonumber(limits[2])
+local money, gpu = {}, {}
+for x in string.gmatch(ARGV[2], '[^,]+') do money[#money + 1] = tonumber(x) end
+for x in string.gmatch(ARGV[3], '[^,]+') do gpu[#gpu + 1] = tonumber(x) end
+
+if moneyBudget or gpuBudget then
+  local spentMoney, spentGpu = 0, 0
+  for day in string.gmatch(ARGV[1], '[^,]+') do
+    local s = redis.call('HMGET', KEYS[3], 'm:' .. day, 'g:' .. day)
+    spentMoney = spentMoney + (tonumber(s[1]) or 0)
+    spentGpu = spentGpu + (tonumber(s[2]) or 0)
+  end
+  local heldMoney, heldGpu = 0, 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
+    local m, g = string.match(v, '([^|]+)|([^|]+)')
+    heldMoney = heldMoney + tonumber(m)
+    heldGpu = heldGpu + tonumber(g)
+  end
+  local askMoney, askGpu = 0, 0
+  for i = 1, #money do
+    askMoney = askMoney + money[i]
+    askGpu = askGpu + gpu[i]
+  end
+  if moneyBudget and spentMoney + heldMoney + askMoney > moneyBudget + 1e-9 then
+    return {'over', 'money', tostring(moneyBudget), tostring(spentMoney), tostring(heldMoney), tostring(askMoney)}
+  end
+  if gpuBudget and spentGpu + heldGpu + askGpu > gpuBudget + 1e-9 then
+    return {'over', 'gpu_hours', tostring(gpuBudget), tostring(spentGpu), tostring(heldGpu), tostring(askGpu)}
+  end
+end
+for i = 4, #ARGV do
+  redis.call('HSET', KEYS[2], ARGV[i], tostring(money[i - 3]) .. '|' .. tostring(gpu[i - 3]))
+end
+return {'ok'}

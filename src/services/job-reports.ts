@@ -1,0 +1,202 @@
+import type { Redis } from 'ioredis';
+import { gpuHours, hourlyRate } from '../domain/cost.js';
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
+import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
+import { tierOfQueue } from '../domain/queues.js';
+import { isAdmin, type Principal } from '../domain/roles.js';
+import type { JobLogAppend, JobStatusReport, JobView } from '../domain/schemas/job.js';
+import type { Keys } from '../redis/keys.js';
+import { runScript, ScriptName } from '../redis/scripts.js';
+import type { Accounting } from './accounting.js';
+import { deriveStatus, type JobRecord, toJobView } from './job-model.js';
+import { jsonBytes } from './job-service.js';
+import type { JobStore } from './job-store.js';
+import type { NodeRegistry } from './node-registry.js';
+
+export interface JobReportLimits {
+  readonly resultBytes: number;
+  readonly jobLogLines: number;
+}
+
+type Agent = Extract<Principal, { kind: 'agent' }>;
+
+/**
+ * What agents tell the API about the jobs they hold: status changes, proven with the BullMQ
+ * lock token of the claim, and log lines. Taking a job counts against its owner's running-jobs
+ * cap and fixes its hourly rate; its end writes its cost to the ledger, once.
+ */
+export class JobReports {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly store: JobStore,
+    private readonly nodes: NodeRegistry,
+    private readonly accounting: Accounting,
+    private readonly limits: JobReportLimits,
+    private readonly retentionSeconds: number,
+  ) {}
+
+  async report(p: Principal, id: string, body: JobStatusReport): Promise<JobView> {
+    const agent = p.kind === 'agent' ? p : null;
+    if (agent === null && !isAdmin(p)) throw new ForbiddenError('job status is reported by agents (or set by an admin)');
+    if (agent !== null && body.lock_token === undefined) {
+      throw ValidationError.field('lock_token', 'agents must present the lock token of their claim');
+    }
+    if (agent === null && !isFinal(body.status)) {
+      throw ValidationError.field('status', 'an admin may only end a job (succeeded, failed, cancelled, timed_out)');
+    }
+    if (body.result !== undefined && jsonBytes(body.result) > this.limits.resultBytes) {
+      throw ValidationError.field('result', `larger than ${this.limits.resultBytes} bytes as JSON`);
+    }
+    const loaded = await this.store.load(id);
+    if (loaded === null) throw new NotFoundError(`job ${id}`);
+    const { rec } = loaded;
+
+    const fields: Record<string, string> = {};
+    if (body.progress !== undefined) fields.progress = String(body.progress);
+    if (body.message !== undefined) fields.status_message = body.message;
+    if (body.exit_code !== undefined) fields.exit_code = String(body.exit_code);
+    if (body.reason !== undefined) fields.status_reason = body.reason;
+    if (body.error_message !== undefined) fields.error_message = body.error_message;
+    if (body.result !== undefined) fields.result = JSON.stringify(body.result);
+
+    const claiming = body.status === JobStatus.Assigned && agent !== null;
+    if (claiming) Object.assign(fields, await this.admit(agent, rec, body.gpu_indices ?? []));
+
+    const k = this.keys;
+    const res = (await runScript(
+      this.redis,
+      ScriptName.UpdateJobStatus,
+      [k.jobRecord(rec.tier, id), k.bullLock(rec.queue, id), k.jobLog(rec.tier, id)],
+      [
+        body.status,
+        agent?.nodeId ?? '',
+        body.lock_token ?? '',
+        agent !== null ? '1' : '0',
+        ALLOWED_FROM[body.status].join(','),
+        JSON.stringify(fields),
+        Date.now(),
+        this.retentionSeconds,
+        this.limits.jobLogLines,
+      ],
+    )) as string[];
+
+    switch (res[0]) {
+      case 'err': {
+        if (claiming) await this.accounting.releaseRunning(rec.owner, id);
+        const [, code, current] = res;
+        if (code === 'not_found' || code === 'not_assigned') throw new NotFoundError(`job ${id}`);
+        if (code === 'lock_lost') {
+          throw new ConflictError(`this claim of job ${id} is no longer valid (its lock expired or moved)`, 'lock_lost');
+        }
+        throw new ConflictError(`job ${id} cannot go from ${current} to ${body.status}`, 'invalid_transition');
+      }
+      case 'ok':
+        if (res[2] === '1') await this.afterEnd(rec.queue, id);
+        else if (body.status === JobStatus.Queued) await this.accounting.releaseRunning(rec.owner, id);
+        break;
+      case 'dup':
+        // The same end reported again: make sure what follows an end happened (it is idempotent).
+        await this.afterEnd(rec.queue, id);
+        break;
+      case 'retry':
+        await this.accounting.releaseRunning(rec.owner, id);
+        break;
+      default:
+        throw new Error(`unexpected reply from updateJobStatus: ${String(res[0])}`);
+    }
+    const after = await this.store.load(id, rec.queue);
+    if (after === null) throw new NotFoundError(`job ${id}`);
+    return toJobView(after.rec, deriveStatus(after.rec, after.facts, Date.now()));
+  }
+
+  /**
+   * Before a node takes a job: the price it would pay there within its limit, and its owner under
+   * the running-jobs cap. What it will cost per hour is fixed now, at the node's current prices.
+   */
+  private async admit(agent: Agent, rec: JobRecord, gpuIndices: readonly number[]): Promise<Record<string, string>> {
+    const r = rec.spec.requirements;
+    const node = await this.nodes.shape(agent.nodeId);
+    if (node === null) throw new ConflictError(`node ${agent.nodeId} is not registered`, 'node_not_registered');
+    if (gpuIndices.length !== r.gpu_count || new Set(gpuIndices).size !== gpuIndices.length) {
+      throw ValidationError.field('gpu_indices', `name the ${r.gpu_count} distinct devices the job got`);
+    }
+    const totals = gpuIndices.map((i) => node.gpus.find((g) => g.index === i)?.memory_total ?? 0);
+    const held = { gpuMemoryMiB: r.gpu_memory_mib, cpuCores: r.cpu_cores, memoryMiB: r.memory_mib };
+    const rate = hourlyRate(node.prices, held, totals);
+    if (r.max_price_per_hour !== null && rate > r.max_price_per_hour + 1e-9) {
+      throw new ConflictError(`job ${rec.id} pays at most ${r.max_price_per_hour}/h; on this node it costs ${rate}/h`, 'price_too_high');
+    }
+    if (!(await this.accounting.claimRunning(rec.owner, rec.id))) {
+      throw new ConflictError(`${rec.owner} is at their cap of running jobs`, 'fair_share');
+    }
+    return {
+      hourly_rate: String(rate),
+      gpu_indices: JSON.stringify(gpuIndices),
+      gpu_share: String(gpuHours(held, totals, 3_600_000)),
+    };
+  }
+
+  /**
+   * What follows a job's end, once however often it is reported (an agent repeats a report whose
+   * answer it lost): the owner's running count and budget hold, the ledger entry with its cost,
+   * the node's counters.
+   */
+  private async afterEnd(queue: string, id: string): Promise<void> {
+    const tier = tierOfQueue(queue);
+    const f = await this.redis.hgetall(this.keys.jobRecord(tier, id));
+    const owner = f.owner ?? '';
+    const nodeId = f.node_id ?? '';
+    const started = Number(f.started_at ?? 0);
+    const finished = Number(f.finished_at ?? 0);
+    const ranMs = started > 0 && finished >= started ? finished - started : 0;
+    const rate = Number(f.hourly_rate ?? 0);
+    const share = Number(f.gpu_share ?? 0);
+    const cost = Math.round(rate * (ranMs / 3_600_000) * 1e6) / 1e6;
+    const gpuHoursUsed = (share * ranMs) / 3_600_000;
+    await Promise.all([
+      this.accounting.releaseRunning(owner, id),
+      this.accounting.releaseHold(owner, id),
+      this.redis.hset(this.keys.jobRecord(tier, id), { cost: String(cost), gpu_hours: String(Math.round(gpuHoursUsed * 1e6) / 1e6) }),
+    ]);
+    if (nodeId && ranMs > 0) {
+      await this.accounting.record({
+        job_id: id,
+        user_id: owner,
+        node_id: nodeId,
+        queue,
+        status: f.status ?? '',
+        started_at: new Date(started).toISOString(),
+        ended_at: new Date(finished).toISOString(),
+        run_seconds: ranMs / 1000,
+        gpu_count: Number(f.gpu_count ?? 0),
+        gpu_hours: gpuHoursUsed,
+        hourly_rate: rate,
+        cost,
+      });
+    }
+    // The record's `counted` field makes the node's counters count a job once.
+    if (nodeId && (await this.redis.hsetnx(this.keys.jobRecord(tier, id), 'counted', '1')) === 1) {
+      const outcome = f.status === JobStatus.Succeeded ? 'succeeded' : f.status === JobStatus.Cancelled ? 'cancelled' : 'failed';
+      await Promise.all([this.nodes.recordJobEnd(nodeId, outcome, gpuHoursUsed * 3_600_000), this.nodes.clearPendingCancel(nodeId, id)]);
+    }
+  }
+
+  async appendLogs(p: Principal, id: string, body: JobLogAppend): Promise<number> {
+    if (p.kind !== 'agent' && !isAdmin(p)) throw new ForbiddenError('job logs are written by agents');
+    const queue = await this.store.queueOf(id);
+    if (queue === null) throw new NotFoundError(`job ${id}`);
+    const tier = tierOfQueue(queue);
+    const now = Date.now();
+    const args: (string | number)[] = [p.kind === 'agent' ? p.nodeId : '', this.limits.jobLogLines];
+    for (const line of body.lines) args.push(line.time ?? now, line.stream, line.text);
+    const n = (await runScript(
+      this.redis,
+      ScriptName.AppendJobLog,
+      [this.keys.jobRecord(tier, id), this.keys.jobLog(tier, id)],
+      args,
+    )) as number;
+    if (n < 0) throw new NotFoundError(`job ${id}`);
+    return n;
+  }
+}
