@@ -17,6 +17,8 @@ import { DockerExecutor } from './executor/docker.js';
 import { ProcessExecutor } from './executor/process.js';
 import { RegistryAuth } from './executor/registry-auth.js';
 import type { Executor } from './executor/types.js';
+import { StopReason } from './executor/types.js';
+import { GpuMemoryWatch } from './gpu-memory.js';
 import { GpuSource } from './gpus.js';
 import { evaluateHealth } from './health.js';
 import { Heartbeat } from './heartbeat.js';
@@ -60,6 +62,7 @@ export class Agent {
   resources!: ResourceBook;
   runner!: JobRunner;
   private claimLoop!: ClaimLoop;
+  private memoryWatch!: GpuMemoryWatch;
   private heartbeat!: Heartbeat;
 
   static async start(config: AgentConfig, logger: Logger): Promise<Agent> {
@@ -141,6 +144,7 @@ export class Agent {
         this.claimLoop.avoid(jobId);
       },
     });
+    this.memoryWatch = new GpuMemoryWatch(config.gpus.nvidiaSmi, this.executor, this.resources, config.gpuMemoryMargin, log);
     this.claimLoop = new ClaimLoop(
       queues,
       this.resources,
@@ -332,6 +336,15 @@ export class Agent {
       crashLoop: crashLoop.reason,
     });
     if (runtime.ok && this.cleanupPending) await this.cleanupLeftovers();
+    if (gpus.mode === 'nvidia') {
+      for (const o of await this.memoryWatch.overLimit(this.runner.jobIds)) {
+        this.runner.stopFor(
+          o.jobId,
+          StopReason.GpuMemoryExceeded,
+          `uses ${o.usedMiB} MiB on GPU ${o.device}, more than the ${o.limitMiB} MiB allowed`,
+        );
+      }
+    }
     const wasHealthy = this.healthy;
     this.healthy = health.status !== 'unhealthy';
     if (!wasHealthy && this.healthy) setImmediate(() => this.claimLoop.wake());

@@ -75,6 +75,8 @@ const schema = z
     IMAGEPOD_DISK_MIN_FREE_MIB: envInt(0).default(1024),
     IMAGEPOD_WORK_DIR: envString().optional(),
     IMAGEPOD_OUTPUT_MAX_BYTES: envInt(0).default(512 * 1024),
+    IMAGEPOD_GPU_MEMORY_MARGIN_PERCENT: envNumber(0, 1000).default(10),
+    IMAGEPOD_GPU_MEMORY_MARGIN_MIB: envInt(0).default(256),
     IMAGEPOD_CRASH_LOOP_THRESHOLD: envInt(1, 100).default(3),
     IMAGEPOD_CRASH_LOOP_BACKOFF_MS: envInt(0).default(60_000),
     IMAGEPOD_ALLOW_INSECURE_API: envBool().default(false),
@@ -143,6 +145,8 @@ export interface AgentConfig {
   readonly workDir: string;
   readonly outputMaxBytes: number;
   readonly crashLoop: { readonly threshold: number; readonly backoffMs: number };
+  /** A job may use this much GPU memory above what it declared before it is stopped. */
+  readonly gpuMemoryMargin: { readonly percent: number; readonly mib: number };
   readonly allowInsecureApi: boolean;
   readonly logLevel: string;
 }
@@ -199,6 +203,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
     workDir: e.IMAGEPOD_WORK_DIR ?? join(stateDir, 'work'),
     outputMaxBytes: e.IMAGEPOD_OUTPUT_MAX_BYTES,
     crashLoop: { threshold: e.IMAGEPOD_CRASH_LOOP_THRESHOLD, backoffMs: e.IMAGEPOD_CRASH_LOOP_BACKOFF_MS },
+    gpuMemoryMargin: { percent: e.IMAGEPOD_GPU_MEMORY_MARGIN_PERCENT, mib: e.IMAGEPOD_GPU_MEMORY_MARGIN_MIB },
     allowInsecureApi: e.IMAGEPOD_ALLOW_INSECURE_API,
     logLevel: e.IMAGEPOD_LOG_LEVEL,
   };

@@ -87,10 +87,15 @@ export class JobRunner {
   }
 
   cancel(jobId: string): void {
+    this.stopFor(jobId, StopReason.Cancelled, 'cancel requested');
+  }
+
+  /** Stops a running job; how it ends follows from the reason (a cancel, or a failure). */
+  stopFor(jobId: string, reason: StopReason, why: string): void {
     const r = this.running.get(jobId);
     if (r && !r.stop.signal.aborted) {
-      this.d.logger.info({ jobId }, 'cancel requested: stopping the job');
-      r.stop.abort(StopReason.Cancelled);
+      this.d.logger.info({ jobId, reason }, `${why}: stopping the job`);
+      r.stop.abort(reason);
     }
   }
 

@@ -10,7 +10,15 @@ import { collectFromTar } from '../output.js';
 import { jobEnv } from './env.js';
 import { LineSplitter } from './lines.js';
 import type { RegistryAuth } from './registry-auth.js';
-import { EndStatus, type ExecutionHooks, type ExecutionRequest, type ExecutionResult, type Executor, stopReasonOf } from './types.js';
+import {
+  EndStatus,
+  type ExecutionHooks,
+  type ExecutionRequest,
+  type ExecutionResult,
+  type Executor,
+  stoppedResult,
+  stopReasonOf,
+} from './types.js';
 
 export const LABEL = {
   managed: 'imagepod.managed',
@@ -277,14 +285,7 @@ export class DockerExecutor implements Executor {
     const exitCode = exit.StatusCode ?? state.ExitCode ?? null;
     const base = { startedAt, exitCode };
 
-    if (stopped)
-      return result({
-        ...base,
-        status: EndStatus.Cancelled,
-        reason: stopReasonOf(stop),
-        message: 'stopped',
-        stoppedFor: stopReasonOf(stop),
-      });
+    if (stopped) return result({ ...base, ...stoppedResult(stop) });
     if (timedOut) {
       return result({
         ...base,
@@ -330,6 +331,14 @@ export class DockerExecutor implements Executor {
       if (statusOf(err) === 404) return null;
       throw err;
     }
+  }
+
+  async processIds(jobId: string): Promise<number[]> {
+    const [c] = await this.docker.listContainers({ filters: { label: [`${LABEL.jobId}=${jobId}`], status: ['running'] } });
+    if (c === undefined) return [];
+    const top = (await this.docker.getContainer(c.Id).top({ ps_args: '-o pid' })) as { Titles?: string[]; Processes?: string[][] };
+    const col = Math.max(0, (top.Titles ?? []).indexOf('PID'));
+    return (top.Processes ?? []).map((row) => Number(row[col])).filter((pid) => pid > 0);
   }
 
   async cleanup(nodeId: string, keep: ReadonlySet<string>): Promise<string[]> {

@@ -7,7 +7,7 @@ import { JobEndReason } from '../../src/domain/job-status.js';
 import { collectFromDirectory } from '../output.js';
 import { jobEnv } from './env.js';
 import { LineSplitter } from './lines.js';
-import { EndStatus, type ExecutionHooks, type ExecutionRequest, type ExecutionResult, type Executor, stopReasonOf } from './types.js';
+import { EndStatus, type ExecutionHooks, type ExecutionRequest, type ExecutionResult, type Executor, stoppedResult } from './types.js';
 
 export interface ProcessExecutorOptions {
   readonly workDir: string;
@@ -127,17 +127,7 @@ export class ProcessExecutor implements Executor {
     if (end.error !== undefined) {
       return { ...base, status: EndStatus.Failed, exitCode: 127, reason: 'command_not_found', message: end.error.message, output: null };
     }
-    if (stopped) {
-      return {
-        ...base,
-        status: EndStatus.Cancelled,
-        exitCode: end.code,
-        reason: stopReasonOf(stop),
-        message: 'stopped',
-        output: null,
-        stoppedFor: stopReasonOf(stop),
-      };
-    }
+    if (stopped) return { ...base, exitCode: end.code, output: null, ...stoppedResult(stop) };
     if (timedOut) {
       return {
         ...base,
@@ -171,6 +161,21 @@ export class ProcessExecutor implements Executor {
       };
     }
     return { ...base, status: EndStatus.Succeeded, exitCode: 0, reason: null, message: null, output: collected.output };
+  }
+
+  /** Every process in the job's process group, from /proc. */
+  async processIds(jobId: string): Promise<number[]> {
+    const leader = Number(await readFile(join(this.opts.workDir, jobId, 'pid'), 'utf8').catch(() => ''));
+    if (!(leader > 0)) return [];
+    const out: number[] = [];
+    for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry)) continue;
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+      // pid (comm) state ppid pgrp ...: comm may hold spaces, so read after its closing paren.
+      const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+      if (pgrp === leader) out.push(Number(entry));
+    }
+    return out;
   }
 
   /** Kills process groups of jobs this agent no longer holds and removes their directories. */

@@ -39,6 +39,8 @@ export const StopReason = {
   LockLost: 'lock_lost',
   /** The agent is shutting down and hands the job back. */
   Shutdown: 'shutdown',
+  /** The job used more GPU memory than it declared (plus the margin): it fails. */
+  GpuMemoryExceeded: 'gpu_memory_exceeded',
 } as const;
 export type StopReason = (typeof StopReason)[keyof typeof StopReason];
 
@@ -85,10 +87,21 @@ export interface Executor {
   cleanup(nodeId: string, keepJobIds: ReadonlySet<string>): Promise<string[]>;
   /** Whether the runtime can take jobs now, and why not. */
   health(): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** Host process ids of a running job (to match nvidia-smi's per-process memory); [] if none. */
+  processIds(jobId: string): Promise<number[]>;
 }
 
 /** The reason an abort signal carries, as a StopReason. */
 export function stopReasonOf(signal: AbortSignal): StopReason {
   const r = signal.reason as unknown;
-  return r === StopReason.LockLost || r === StopReason.Shutdown ? r : StopReason.Cancelled;
+  return r === StopReason.LockLost || r === StopReason.Shutdown || r === StopReason.GpuMemoryExceeded ? r : StopReason.Cancelled;
+}
+
+/** How a run stopped from outside ends: a job over its GPU memory fails; any other stop is a cancel. */
+export function stoppedResult(signal: AbortSignal): Pick<ExecutionResult, 'status' | 'reason' | 'message' | 'stoppedFor'> {
+  const why = stopReasonOf(signal);
+  if (why === StopReason.GpuMemoryExceeded) {
+    return { status: EndStatus.Failed, reason: why, message: 'stopped: it used more GPU memory than it declared', stoppedFor: why };
+  }
+  return { status: EndStatus.Cancelled, reason: why, message: 'stopped', stoppedFor: why };
 }

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import { pinoHttp } from 'pino-http';
-import { authenticate } from './auth.js';
 import { errWithoutStack } from '../logger.js';
+import { authenticate } from './auth.js';
 import type { RouteContext } from './context.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { accountingRoutes } from './routes/accounting.js';

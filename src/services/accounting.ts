@@ -15,6 +15,7 @@ export const BudgetPeriod = {
 } as const;
 export type BudgetPeriod = (typeof BudgetPeriod)[keyof typeof BudgetPeriod];
 export const BUDGET_PERIODS = Object.values(BudgetPeriod) as [BudgetPeriod, ...BudgetPeriod[]];
+const ADJECTIVE: Record<BudgetPeriod, string> = { day: 'daily ', week: 'weekly ', month: 'monthly ', total: '' };
 
 export interface UserLimits {
   readonly max_running_jobs: number | null;
@@ -121,7 +122,7 @@ export class Accounting {
       const left = Math.max(0, Number(budget) - Number(spent) - Number(held));
       throw new BudgetExceededError(
         `over budget: this submission could cost up to ${round(Number(asked), 4)}${unit}, and ${round(left, 4)}${unit} of the ` +
-          `${budget_period === 'total' ? '' : `${budget_period}ly `}budget of ${budget}${unit} is left ` +
+          `${ADJECTIVE[budget_period]}budget of ${budget}${unit} is left ` +
           `(${round(Number(spent), 4)} spent, ${round(Number(held), 4)} held by unfinished jobs)`,
       );
     }

@@ -66,7 +66,7 @@ export class WaitReasons {
     }
     const working = fleet.filter(({ live }) => !crashLooping(live));
     if (working.length === 0) return 'the only nodes that could run it keep failing jobs at start (crash loop)';
-    return `all ${working.length} node${working.length > 1 ? 's' : ''} that could run it are busy`;
+    return working.length === 1 ? 'the one node that could run it is busy' : `all ${working.length} nodes that could run it are busy`;
   }
 
   /** What the job would cost per hour on a node: on its largest GPUs of an accepted family. */

@@ -297,7 +297,10 @@ describe('the job lifecycle as agents report it', () => {
       const node = await onlineNode('life-4');
       const job = await submit(t.tokens.alice, { docker_image: 'busybox', gpu_memory_required: 30000 });
       const { token } = await shortLocks.claim('gpu-48g');
-      await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token, gpu_indices: [0] } });
+      await t.req('POST', `/jobs/${job.id}/status`, {
+        token: node.apiKey,
+        body: { status: 'assigned', lock_token: token, gpu_indices: [0] },
+      });
       await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'running', lock_token: token } });
       expect((await t.req('GET', `/jobs/${job.id}`, { token: t.tokens.alice })).body.status).toBe('running');
       await sleep(500);
@@ -332,7 +335,10 @@ describe('cancel', () => {
     const beat = { gpu_memory_available: 24576, cpu_cores_available: 16, current_jobs: 1 };
     const job = await submit(t.tokens.alice, { docker_image: 'busybox', gpu_memory_required: 20000 });
     const { token } = await claimer.claim('gpu-24g');
-    await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token, gpu_indices: [0] } });
+    await t.req('POST', `/jobs/${job.id}/status`, {
+      token: node.apiKey,
+      body: { status: 'assigned', lock_token: token, gpu_indices: [0] },
+    });
     await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'running', lock_token: token } });
 
     const c = await t.req('POST', `/jobs/${job.id}/cancel`, { token: t.tokens.admin });
@@ -362,7 +368,10 @@ describe('logs', () => {
     const node = await registerNode(t, { ...RTX_4090_NODE, node_name: 'log-node' });
     const job = await submit(t.tokens.alice, { docker_image: 'busybox', gpu_memory_required: 100 });
     const { token } = await claimer.claim('gpu-8g');
-    await t.req('POST', `/jobs/${job.id}/status`, { token: node.apiKey, body: { status: 'assigned', lock_token: token, gpu_indices: [0] } });
+    await t.req('POST', `/jobs/${job.id}/status`, {
+      token: node.apiKey,
+      body: { status: 'assigned', lock_token: token, gpu_indices: [0] },
+    });
     const append = (lines: { stream: string; text: string }[], key = node.apiKey) =>
       t.req('POST', `/jobs/${job.id}/logs`, { token: key, body: { lines } });
 
