@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { JobEndReason, JobStatus } from '../src/domain/job-status.js';
-import { type JobPayload, type JobStatusReport, type JobView, jobPayload } from '../src/domain/schemas/job.js';
+import { type JobStatusReport, type JobView, jobPayload } from '../src/domain/schemas/job.js';
 import { type ApiClient, ApiError } from './api-client.js';
 import type { Claimed } from './claim/queue-handle.js';
 import type { CrashLoop } from './crash-loop.js';
@@ -146,7 +146,7 @@ export class JobRunner {
       return;
     }
     const payload = jobPayload.safeParse(job.data);
-    if (!payload.success) {
+    if (!payload.success || view.id !== jobId) {
       await this.finish(
         claimed,
         {
@@ -164,7 +164,7 @@ export class JobRunner {
     // 2. Run it, streaming progress and logs.
     const shipper = new LogShipper(this.d.api, jobId, token, this.d.logLines, log);
     const result = await this.d.executor.run(
-      toRequest(payload.data, this.d.nodeId, placement),
+      toRequest(view, this.d.nodeId, placement),
       this.hooks(jobId, report, shipper, giveUp, log),
       stop,
     );
@@ -305,20 +305,21 @@ export class JobRunner {
   }
 }
 
-function toRequest(p: JobPayload, nodeId: string, placement: Placement) {
+/** What to run, from the job as the API answered the claim (the spec lives in its record). */
+function toRequest(v: JobView, nodeId: string, placement: Placement) {
   return {
-    jobId: p.job_id,
+    jobId: v.id,
     nodeId,
-    image: p.spec.image,
-    command: p.spec.command,
-    args: p.spec.args,
-    env: p.spec.env,
-    inputData: p.spec.input_data as JsonValue | null,
+    image: v.image,
+    command: v.command,
+    args: v.args,
+    env: v.env,
+    inputData: v.input_data as JsonValue | null,
     gpuIndices: placement.gpuIndices,
     cpuCores: placement.cpuCores,
     memoryMiB: placement.memoryMiB,
-    timeoutSeconds: p.spec.timeout_seconds,
-    registrySecret: p.spec.registry_secret ?? null,
+    timeoutSeconds: v.timeout_seconds,
+    registrySecret: v.registry_secret,
   };
 }
 

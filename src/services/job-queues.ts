@@ -6,6 +6,14 @@ import type { JobPayload } from '../domain/schemas/job.js';
 import type { TierTable } from '../domain/tiers.js';
 import type { Keys } from '../redis/keys.js';
 
+/** A job as it goes into its queue: BullMQ's name (shown in Bull Board), priority and payload. */
+export interface QueuedJob {
+  readonly queue: string;
+  readonly name: string;
+  readonly priority: number;
+  readonly payload: JobPayload;
+}
+
 /** BullMQ priorities run 1 (first) upward; ImagePod's run 0..MAX_PRIORITY with higher first. */
 export const MAX_PRIORITY = 1000;
 export const bullPriority = (priority: number): number => MAX_PRIORITY + 1 - priority;
@@ -50,18 +58,18 @@ export class JobQueues {
    * Adds jobs, in bulk per queue. attempts: 1 because ImagePod, not BullMQ, decides retries: an
    * agent reports a failure and the API answers whether the job goes back to the queue.
    */
-  async enqueue(jobs: readonly { queue: string; payload: JobPayload }[]): Promise<void> {
-    const byQueue = new Map<string, JobPayload[]>();
-    for (const j of jobs) byQueue.set(j.queue, [...(byQueue.get(j.queue) ?? []), j.payload]);
+  async enqueue(jobs: readonly QueuedJob[]): Promise<void> {
+    const byQueue = new Map<string, QueuedJob[]>();
+    for (const j of jobs) byQueue.set(j.queue, [...(byQueue.get(j.queue) ?? []), j]);
     await Promise.all(
-      [...byQueue].map(([name, payloads]) =>
+      [...byQueue].map(([name, list]) =>
         this.get(name).addBulk(
-          payloads.map((p) => ({
-            name: p.spec.job_name.slice(0, 100),
-            data: p,
+          list.map((j) => ({
+            name: j.name.slice(0, 100),
+            data: j.payload,
             opts: {
-              jobId: p.job_id,
-              priority: bullPriority(p.spec.priority),
+              jobId: j.payload.job_id,
+              priority: bullPriority(j.priority),
               attempts: 1,
               removeOnComplete: { age: this.retentionSeconds },
               removeOnFail: { age: this.retentionSeconds },

@@ -12,7 +12,6 @@ import {
   JOB_PAYLOAD_VERSION,
   type JobCreateBody,
   type JobLogLine,
-  type JobPayload,
   type JobSpec,
   type JobView,
   splitImageReference,
@@ -25,7 +24,7 @@ import { iso } from '../util/time.js';
 import type { Accounting } from './accounting.js';
 import { decodeScoreCursor, encodeCursor } from './cursor.js';
 import { deriveStatus, type JobRecord, newRecordFields, parseJobRecord, toJobView } from './job-model.js';
-import type { JobQueues } from './job-queues.js';
+import type { JobQueues, QueuedJob } from './job-queues.js';
 import type { JobStore, LoadedJob } from './job-store.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { WaitReasons } from './wait-reasons.js';
@@ -190,17 +189,14 @@ export class JobService {
     await write.exec();
     try {
       await this.queues.enqueue(
-        jobs.map((j): { queue: string; payload: JobPayload } => ({
-          queue: j.queue,
-          payload: {
-            v: JOB_PAYLOAD_VERSION,
-            req: compactRequirements(j.spec.requirements, owner),
-            job_id: j.id,
-            owner,
-            tier: j.tier,
-            spec: j.spec,
-          },
-        })),
+        jobs.map(
+          (j): QueuedJob => ({
+            queue: j.queue,
+            name: j.spec.job_name,
+            priority: j.spec.priority,
+            payload: { v: JOB_PAYLOAD_VERSION, req: compactRequirements(j.spec.requirements, owner), job_id: j.id, owner, tier: j.tier },
+          }),
+        ),
       );
     } catch {
       await Promise.allSettled(

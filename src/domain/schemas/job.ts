@@ -97,7 +97,11 @@ export const jobSpec = z.object({
 });
 export type JobSpec = z.infer<typeof jobSpec>;
 
-/** What travels in a BullMQ job: versioned so an agent can refuse a payload it does not understand. */
+/**
+ * What travels in a BullMQ job: what is needed to choose it, versioned so an agent can refuse a
+ * payload it does not understand. The spec itself lives once, in the job's record; the agent
+ * gets it in the API's answer to its `assigned` report.
+ */
 export const JOB_PAYLOAD_VERSION = 2;
 export const jobPayload = z.object({
   v: z.literal(JOB_PAYLOAD_VERSION),
@@ -106,7 +110,6 @@ export const jobPayload = z.object({
   job_id: z.uuid(),
   owner: z.string(),
   tier: z.string(),
-  spec: jobSpec,
 });
 export type JobPayload = z.infer<typeof jobPayload>;
 
