@@ -65,8 +65,13 @@ export class Agent {
   private memoryWatch!: GpuMemoryWatch;
   private heartbeat!: Heartbeat;
 
-  static async start(config: AgentConfig, logger: Logger): Promise<Agent> {
+  /**
+   * Starts an agent. `executor` replaces the one the configuration would choose: the simulator
+   * and the benchmarks run jobs that only pretend (everything else is the real agent).
+   */
+  static async start(config: AgentConfig, logger: Logger, executor?: Executor): Promise<Agent> {
     const agent = new Agent(config, logger);
+    agent.givenExecutor = executor;
     try {
       await agent.boot();
     } catch (err) {
@@ -224,7 +229,10 @@ export class Agent {
     }
   }
 
+  private givenExecutor: Executor | undefined;
+
   private async chooseExecutor(realGpus: boolean): Promise<Executor> {
+    if (this.givenExecutor !== undefined) return this.givenExecutor;
     const c = this.config;
     const process = () =>
       new ProcessExecutor(
@@ -381,7 +389,8 @@ export class Agent {
     this.claimLoop?.stop();
     this.logger.info({ running: this.runner?.count ?? 0, graceMs }, 'stopping: no new jobs; running ones get the grace period');
     if (this.runner) await this.runner.shutdown(graceMs);
-    await this.heartbeat?.beat().catch(() => {});
+    // A last beat says the node has no jobs; it does not hold up the stop.
+    await Promise.race([this.heartbeat?.beat().catch(() => {}), sleep(5000)]);
     await this.close();
   }
 
@@ -413,7 +422,7 @@ function queuesToServe(plane: ControlPlaneConfig, devices: readonly { family: st
   const families = [...new Set(devices.map((d) => d.family))];
   const out: QueueInfo[] = [];
   for (const t of plane.tiers) {
-    if (t.kind === 'gpu' && t.min_gpu_memory_mib > maxDevice) continue;
+    if (t.kind === 'gpu' && (devices.length === 0 || t.min_gpu_memory_mib > maxDevice)) continue;
     const base = { tier: t.name, prefix: t.queue_prefix, maxGpuMemoryMiB: t.max_gpu_memory_mib };
     out.push({ ...base, name: t.queue_name });
     if (t.kind === 'gpu') for (const f of families) out.push({ ...base, name: queueNameFor(t.queue_name, [f]) });

@@ -110,13 +110,18 @@ end
 
 local bestId, bestPri, bestStranded, bestTs = '', 0, 0, 0
 local starvingId, starvingTs, holder = '', 0, ''
-for _, id in ipairs(candidates) do
+for n, id in ipairs(candidates) do
+  -- Nothing later can beat a perfect fit of the best priority seen (later jobs are younger, and
+  -- in the prioritized set of the same or a lower priority), once the starving check is done.
+  if bestId ~= '' and bestStranded == 0 and (starvingId ~= '' or n > 32) then break end
   local jobKey = prefix .. id
   local h = redis.call('HMGET', jobKey, 'data', 'defa', 'timestamp', 'priority')
   local req = parse(h[1])
   local ts = tonumber(h[3]) or 0
   -- BullMQ priority: 0 or 1 serve first, larger later. A job to fail (stalled too often) goes first.
   local pri = tonumber(h[4]) or 0
+  -- The prioritized set is in priority order: past the best priority found, nothing is better.
+  if bestId ~= '' and n > #waiting and pri > bestPri and starvingId ~= '' then break end
   local stranded = nil
   if skip[id] then
     stranded = nil

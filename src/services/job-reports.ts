@@ -5,10 +5,11 @@ import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
 import { tierOfQueue } from '../domain/queues.js';
 import { isAdmin, type Principal } from '../domain/roles.js';
 import type { JobLogAppend, JobStatusReport, JobView } from '../domain/schemas/job.js';
+import { pairsToRecord } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
 import type { Accounting } from './accounting.js';
-import { deriveStatus, type JobRecord, toJobView } from './job-model.js';
+import { type JobRecord, parseJobRecord, toJobView } from './job-model.js';
 import { jsonBytes } from './job-service.js';
 import type { JobStore } from './job-store.js';
 import type { NodeRegistry } from './node-registry.js';
@@ -48,9 +49,13 @@ export class JobReports {
     if (body.result !== undefined && jsonBytes(body.result) > this.limits.resultBytes) {
       throw ValidationError.field('result', `larger than ${this.limits.resultBytes} bytes as JSON`);
     }
-    const loaded = await this.store.load(id);
-    if (loaded === null) throw new NotFoundError(`job ${id}`);
-    const { rec } = loaded;
+    const queue = await this.store.queueOf(id);
+    if (queue === null) throw new NotFoundError(`job ${id}`);
+    const tier = tierOfQueue(queue);
+    const claiming = body.status === JobStatus.Assigned && agent !== null;
+    // Only taking a job needs more of the record first (its owner and requirements).
+    const rec = claiming ? await this.store.record(id, queue) : null;
+    if (claiming && rec === null) throw new NotFoundError(`job ${id}`);
 
     const fields: Record<string, string> = {};
     if (body.progress !== undefined) fields.progress = String(body.progress);
@@ -60,14 +65,13 @@ export class JobReports {
     if (body.error_message !== undefined) fields.error_message = body.error_message;
     if (body.result !== undefined) fields.result = JSON.stringify(body.result);
 
-    const claiming = body.status === JobStatus.Assigned && agent !== null;
-    if (claiming) Object.assign(fields, await this.admit(agent, rec, body.gpu_indices ?? []));
+    if (claiming && rec !== null) Object.assign(fields, await this.admit(agent, rec, body.gpu_indices ?? []));
 
     const k = this.keys;
     const res = (await runScript(
       this.redis,
       ScriptName.UpdateJobStatus,
-      [k.jobRecord(rec.tier, id), k.bullLock(rec.queue, id), k.jobLog(rec.tier, id)],
+      [k.jobRecord(tier, id), k.bullLock(queue, id), k.jobLog(tier, id)],
       [
         body.status,
         agent?.nodeId ?? '',
@@ -79,11 +83,11 @@ export class JobReports {
         this.retentionSeconds,
         this.limits.jobLogLines,
       ],
-    )) as string[];
+    )) as [string, string, string, unknown];
 
     switch (res[0]) {
       case 'err': {
-        if (claiming) await this.accounting.releaseRunning(rec.owner, id);
+        if (claiming && rec !== null) await this.accounting.releaseRunning(rec.owner, id);
         const [, code, current] = res;
         if (code === 'not_found' || code === 'not_assigned') throw new NotFoundError(`job ${id}`);
         if (code === 'lock_lost') {
@@ -92,22 +96,22 @@ export class JobReports {
         throw new ConflictError(`job ${id} cannot go from ${current} to ${body.status}`, 'invalid_transition');
       }
       case 'ok':
-        if (res[2] === '1') await this.afterEnd(rec.queue, id);
-        else if (body.status === JobStatus.Queued) await this.accounting.releaseRunning(rec.owner, id);
-        break;
       case 'dup':
-        // The same end reported again: make sure what follows an end happened (it is idempotent).
-        await this.afterEnd(rec.queue, id);
-        break;
       case 'retry':
-        await this.accounting.releaseRunning(rec.owner, id);
         break;
       default:
         throw new Error(`unexpected reply from updateJobStatus: ${String(res[0])}`);
     }
-    const after = await this.store.load(id, rec.queue);
+    let after = parseJobRecord(pairsToRecord(res[3]));
     if (after === null) throw new NotFoundError(`job ${id}`);
-    return toJobView(after.rec, deriveStatus(after.rec, after.facts, Date.now()));
+    // A final report (or the same one again: it is idempotent) settles what follows an end.
+    if ((res[0] === 'ok' && res[2] === '1') || res[0] === 'dup') {
+      after = { ...after, fields: { ...after.fields, ...(await this.afterEnd(queue, id, after.fields)) } };
+    } else if (res[0] === 'retry' || after.status === JobStatus.Queued) {
+      await this.accounting.releaseRunning(after.owner, id);
+    }
+    // The reporter holds the lock (or the job is final), so the record is what the job is.
+    return toJobView(after, { status: after.status, reason: after.fields.status_reason || null });
   }
 
   /**
@@ -142,9 +146,8 @@ export class JobReports {
    * answer it lost): the owner's running count and budget hold, the ledger entry with its cost,
    * the node's counters.
    */
-  private async afterEnd(queue: string, id: string): Promise<void> {
+  private async afterEnd(queue: string, id: string, f: Readonly<Record<string, string>>): Promise<Record<string, string>> {
     const tier = tierOfQueue(queue);
-    const f = await this.redis.hgetall(this.keys.jobRecord(tier, id));
     const owner = f.owner ?? '';
     const nodeId = f.node_id ?? '';
     const started = Number(f.started_at ?? 0);
@@ -154,10 +157,11 @@ export class JobReports {
     const share = Number(f.gpu_share ?? 0);
     const cost = Math.round(rate * (ranMs / 3_600_000) * 1e6) / 1e6;
     const gpuHoursUsed = (share * ranMs) / 3_600_000;
+    const costFields = { cost: String(cost), gpu_hours: String(Math.round(gpuHoursUsed * 1e6) / 1e6) };
     await Promise.all([
       this.accounting.releaseRunning(owner, id),
       this.accounting.releaseHold(owner, id),
-      this.redis.hset(this.keys.jobRecord(tier, id), { cost: String(cost), gpu_hours: String(Math.round(gpuHoursUsed * 1e6) / 1e6) }),
+      this.redis.hset(this.keys.jobRecord(tier, id), costFields),
     ]);
     if (nodeId && ranMs > 0) {
       await this.accounting.record({
@@ -180,6 +184,7 @@ export class JobReports {
       const outcome = f.status === JobStatus.Succeeded ? 'succeeded' : f.status === JobStatus.Cancelled ? 'cancelled' : 'failed';
       await Promise.all([this.nodes.recordJobEnd(nodeId, outcome, gpuHoursUsed * 3_600_000), this.nodes.clearPendingCancel(nodeId, id)]);
     }
+    return costFields;
   }
 
   async appendLogs(p: Principal, id: string, body: JobLogAppend): Promise<number> {

@@ -34,6 +34,11 @@ export class JobStore {
     return this.redis.hmget(this.keys.jobQueueIndex, ...ids);
   }
 
+  /** A job's record alone (no BullMQ facts), or null. */
+  async record(id: string, queue: string): Promise<JobRecord | null> {
+    return parseJobRecord(await this.redis.hgetall(this.keys.jobRecord(tierOfQueue(queue), id)));
+  }
+
   /** A job's record and BullMQ facts, or null when it does not exist (any more). */
   async load(id: string, knownQueue?: string): Promise<LoadedJob | null> {
     const queue = knownQueue ?? (await this.queueOf(id));

@@ -23,21 +23,23 @@ export async function freePort(): Promise<number> {
 
 /**
  * A redis-server owned by one test, for tests that stop or restart Redis (the shared one on
- * 6379 is never touched). AOF on with fsync always, so a restart keeps every acknowledged write.
+ * 6379 is never touched). By default AOF with fsync always, so a restart keeps every
+ * acknowledged write; benchmarks ask for no persistence, like the shared server.
  */
 export class OwnRedis {
   private constructor(
     readonly port: number,
     private readonly dir: string,
+    private readonly persistence: 'always' | 'none',
   ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<OwnRedis> {
+  static async start(persistence: 'always' | 'none' = 'always'): Promise<OwnRedis> {
     const dir = mkdtempSync(join(tmpdir(), 'imagepod-redis-'));
-    const r = new OwnRedis(await freePort(), dir);
+    const r = new OwnRedis(await freePort(), dir, persistence);
     await r.up();
     return r;
   }
@@ -54,10 +56,7 @@ export class OwnRedis {
         'yes',
         '--save',
         '',
-        '--appendonly',
-        'yes',
-        '--appendfsync',
-        'always',
+        ...(this.persistence === 'always' ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
         '--dir',
         this.dir,
         '--pidfile',

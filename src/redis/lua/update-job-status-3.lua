@@ -7,11 +7,11 @@
   ARGV[3] lock token  ARGV[4] '1' when the token must match the lock
   ARGV[5] statuses allowed before the new one (csv)  ARGV[6] fields to set (json of strings)
   ARGV[7] now ms  ARGV[8] retention seconds (applied once final)  ARGV[9] log cap (lines)
-  Returns one of
-    {'ok', previous status, final ('1'|'0')}   the status was applied
-    {'retry', previous status, failures}       a failure with retries left: the job is queued again
-    {'dup', current status}                    the same final report again: nothing changed
-    {'err', code, current status}              code: not_found | lock_lost | not_assigned | conflict
+  Returns one of (the record's fields after the change at the end, so no second read is needed)
+    {'ok', previous status, final ('1'|'0'), record}   the status was applied
+    {'retry', previous status, failures, record}       a failure with retries left: queued again
+    {'dup', current status, '', record}                the same final report again: nothing changed
+    {'err', code, current status}                      code: not_found | lock_lost | not_assigned | conflict
 ]]
 -- @include hash
 -- @include job-status
@@ -32,9 +32,9 @@ if FINAL[status] then
       redis.call('HSET', rec, 'finished_at', ARGV[7], 'updated_at', ARGV[7])
       endLog(KEYS[3], status, ARGV[7], ARGV[9], ARGV[8])
       redis.call('EXPIRE', rec, ARGV[8])
-      return {'ok', status, '1'}
+      return {'ok', status, '1', redis.call('HGETALL', rec)}
     end
-    return {'dup', status}
+    return {'dup', status, '', redis.call('HGETALL', rec)}
   end
   return {'err', 'conflict', status}
 end
@@ -50,7 +50,7 @@ if newStatus == 'queued' then
   hsetFromJson(rec, ARGV[6])
   redis.call('HSET', rec, 'status', 'queued', 'updated_at', ARGV[7])
   redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
-  return {'ok', status, '0'}
+  return {'ok', status, '0', redis.call('HGETALL', rec)}
 end
 
 local failures = tonumber(cur[4] or '0')
@@ -58,7 +58,7 @@ if (newStatus == 'failed' or newStatus == 'timed_out') and failures < tonumber(c
   hsetFromJson(rec, ARGV[6])
   redis.call('HSET', rec, 'status', 'queued', 'failures', failures + 1, 'updated_at', ARGV[7])
   redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
-  return {'retry', status, tostring(failures + 1)}
+  return {'retry', status, tostring(failures + 1), redis.call('HGETALL', rec)}
 end
 
 hsetFromJson(rec, ARGV[6])
@@ -73,4 +73,4 @@ if FINAL[newStatus] then
   redis.call('EXPIRE', rec, ARGV[8])
   endLog(KEYS[3], newStatus, ARGV[7], ARGV[9], ARGV[8])
 end
-return {'ok', status, final}
+return {'ok', status, final, redis.call('HGETALL', rec)}
