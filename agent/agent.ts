@@ -142,7 +142,7 @@ export class Agent {
       logger: log,
       onFreed: () => {
         this.claimLoop.wake();
-        void this.heartbeat.beat();
+        this.heartbeat.soon();
       },
       onRefused: (jobId, owner, code) => {
         if (code === 'fair_share') this.cappedHere.add(encodeURIComponent(owner));

@@ -67,9 +67,12 @@ export class ApiClient {
     return this.request<HeartbeatAck>('POST', `/nodes/${nodeId}/heartbeat`, body, { deadlineMs: 3_000 });
   }
 
+  /** Reports a job's status; reports made within a few milliseconds travel in one request. */
   async reportStatus(jobId: string, body: JobStatusReport, retry: RetryPolicy): Promise<JobView> {
-    return this.request<JobView>('POST', `/jobs/${jobId}/status`, body, retry);
+    return this.reports.add(jobId, body, retry);
   }
+
+  private readonly reports = new ReportBatcher(this);
 
   async appendLogs(jobId: string, body: JobLogAppend, retry: RetryPolicy): Promise<void> {
     await this.request('POST', `/jobs/${jobId}/logs`, body, retry);
@@ -120,5 +123,87 @@ function safeJson(text: string): unknown {
     return JSON.parse(text);
   } catch {
     return { message: text.slice(0, 200) };
+  }
+}
+
+type BatchResult =
+  | { job_id: string; ok: true; job: JobView }
+  | { job_id: string; ok: false; status: number; error: string; message: string };
+
+interface PendingReport {
+  readonly jobId: string;
+  readonly body: JobStatusReport;
+  readonly until: number;
+  readonly signal: AbortSignal | undefined;
+  readonly resolve: (v: JobView) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** How long reports wait for company before they go. */
+const BATCH_WINDOW_MS = 2;
+const BATCH_MAX = 100;
+
+/**
+ * Gathers status reports for a couple of milliseconds and sends them as one
+ * `POST /jobs/status/batch`: a busy agent says what it has to say in far fewer requests. Each
+ * report keeps its own answer, retry deadline and abort signal.
+ */
+class ReportBatcher {
+  private pending: PendingReport[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly client: ApiClient) {}
+
+  add(jobId: string, body: JobStatusReport, retry: RetryPolicy): Promise<JobView> {
+    retry.signal?.throwIfAborted();
+    return new Promise<JobView>((resolve, reject) => {
+      this.pending.push({ jobId, body, until: Date.now() + retry.deadlineMs, signal: retry.signal, resolve, reject });
+      if (this.pending.length >= BATCH_MAX) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), BATCH_WINDOW_MS);
+    });
+  }
+
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.pending.splice(0, BATCH_MAX);
+    if (this.pending.length > 0) this.timer = setTimeout(() => this.flush(), 0);
+    if (batch.length > 0) void this.send(batch, 0);
+  }
+
+  private async send(items: PendingReport[], attempt: number): Promise<void> {
+    const now = Date.now();
+    const live = items.filter((it) => {
+      if (it.signal?.aborted) it.reject(it.signal.reason ?? new Error('aborted'));
+      else if (now > it.until) it.reject(new ApiUnreachableError(`report for job ${it.jobId}: the API did not answer in time`));
+      else return true;
+      return false;
+    });
+    if (live.length === 0) return;
+    let results: BatchResult[];
+    try {
+      const res = await this.client.request<{ results: BatchResult[] }>(
+        'POST',
+        '/jobs/status/batch',
+        { reports: live.map((it) => ({ job_id: it.jobId, ...it.body })) },
+        { deadlineMs: 0 },
+      );
+      results = res.results;
+    } catch (err) {
+      if (err instanceof ApiError) {
+        for (const it of live) it.reject(err);
+        return;
+      }
+      // The API is away: try again after a while, each report until its own deadline.
+      const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+      await sleep(delay);
+      return this.send(live, attempt + 1);
+    }
+    for (const [i, it] of live.entries()) {
+      const r = results[i];
+      if (r === undefined) it.reject(new ApiError(500, 'error', 'the API did not answer this report'));
+      else if (r.ok) it.resolve(r.job);
+      else it.reject(new ApiError(r.status, r.error, r.message));
+    }
   }
 }

@@ -41,7 +41,23 @@ export class Heartbeat {
     return this.inFlight;
   }
 
+  /**
+   * Beats within a second, to publish freed capacity promptly without a beat per finished job
+   * (a busy node ends many jobs a second).
+   */
+  soon(): void {
+    if (this.stopped || this.soonTimer !== null) return;
+    this.soonTimer = setTimeout(() => {
+      this.soonTimer = null;
+      void this.beat();
+    }, 1000);
+    this.soonTimer.unref();
+  }
+
+  private soonTimer: NodeJS.Timeout | null = null;
+
   stop(): void {
+    if (this.soonTimer) clearTimeout(this.soonTimer);
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;

@@ -37,6 +37,8 @@ interface Running {
 
 /** How long to keep telling the API a job ended; the lock thread keeps the claim alive meanwhile. */
 const FINAL_REPORT_DEADLINE_MS = 60 * 60_000;
+/** A job still running this long after it started is reported running (see hooks). */
+const RUNNING_REPORT_DELAY_MS = 100;
 /** At shutdown, how long stopped jobs may take to hand back before the agent stops waiting. */
 const SHUTDOWN_REPORT_WAIT_MS = 15_000;
 
@@ -163,11 +165,13 @@ export class JobRunner {
 
     // 2. Run it, streaming progress and logs.
     const shipper = new LogShipper(this.d.api, jobId, token, this.d.logLines, log);
+    let over = false;
     const result = await this.d.executor.run(
       toRequest(view, this.d.nodeId, placement),
-      this.hooks(jobId, report, shipper, giveUp, log),
+      this.hooks(jobId, report, shipper, giveUp, log, () => over),
       stop,
     );
+    over = true;
     await shipper.flush();
     if (result.failedToStart) this.d.crashLoop.failedToStart(result.message ?? 'the container runtime failed');
     else if (result.startedAt !== null) this.d.crashLoop.started();
@@ -190,6 +194,7 @@ export class JobRunner {
     shipper: LogShipper,
     giveUp: AbortSignal,
     log: Logger,
+    ended: () => boolean,
   ): ExecutionHooks {
     let lastPullReport = 0;
     const progress = (body: Omit<JobStatusReport, 'lock_token'>) => {
@@ -207,7 +212,14 @@ export class JobRunner {
         lastPullReport = now;
         progress({ status: JobStatus.Pulling, progress: percent, message });
       },
-      onStarted: () => progress({ status: JobStatus.Running, progress: 0, message: 'container started' }),
+      // Said a moment later, and not at all for a job that is over by then: its end report says
+      // how long it ran, and a short job costs the API one report less.
+      onStarted: () => {
+        const t = setTimeout(() => {
+          if (!ended()) progress({ status: JobStatus.Running, progress: 0, message: 'container started' });
+        }, RUNNING_REPORT_DELAY_MS);
+        t.unref();
+      },
       onLog: (stream, text) => shipper.add(stream, text),
     };
   }
@@ -326,6 +338,7 @@ function toRequest(v: JobView, nodeId: string, placement: Placement) {
 function endReport(r: ExecutionResult): Omit<JobStatusReport, 'lock_token'> {
   return {
     status: r.status,
+    ...(r.startedAt !== null && { ran_ms: Math.max(0, r.finishedAt - r.startedAt) }),
     ...(r.exitCode !== null && { exit_code: r.exitCode }),
     ...(r.reason !== null && { reason: r.reason }),
     ...(r.message !== null && r.status !== 'succeeded' && { error_message: r.message }),

@@ -122,17 +122,26 @@ export class ClaimLoop {
     if (reserved) return true;
 
     const { state, capacity } = this.state();
+    const { scanLimit, starvationMs } = this.opts;
+    // One queue: look and take in one step. Several: look at all, then take from the best one
+    // (in one step again, so agents racing for it each get a job rather than the same one).
+    const single = this.queues.length === 1;
     const scans = await Promise.all(
-      this.queues.map(async (q) => ({ q, r: await q.scan(state, capacity, this.opts.scanLimit, this.opts.starvationMs) })),
+      this.queues.map(async (q) => ({ q, r: await q.scan(state, capacity, scanLimit, starvationMs, single) })),
     );
 
     if (this.reservation === null) {
       const me = this.self().name;
       const starving = scans.find(({ r }) => r.starving !== null && (r.starving.holder === null || r.starving.holder === me));
-      if (starving?.r.starving && (await this.reserve(starving.q, starving.r.starving.jobId, starving.r.starving.enqueuedAt))) return true;
+      if (starving?.r.starving && (await this.reserve(starving.q, starving.r.starving.jobId, starving.r.starving.enqueuedAt))) {
+        // Hand back what the single-queue scan took, if anything: the reservation changes what fits.
+        const taken = scans[0]?.r.claimed;
+        if (taken) await taken.job.moveToWait(taken.token).catch(() => {});
+        return true;
+      }
     }
 
-    let pick: { q: QueueHandle; jobId: string; priority: number; stranded: number; enqueuedAt: number } | null = null;
+    let pick: { q: QueueHandle; priority: number; stranded: number; enqueuedAt: number } | null = null;
     for (const { q, r } of scans) {
       const b = r.best;
       if (b === null) continue;
@@ -143,7 +152,7 @@ export class ClaimLoop {
       if (better) pick = { q, ...b };
     }
     if (pick === null) return false;
-    const claimed = await pick.q.claim(pick.jobId);
+    const claimed = single ? (scans[0]?.r.claimed ?? null) : (await pick.q.scan(state, capacity, scanLimit, starvationMs, true)).claimed;
     // Another agent was quicker: look again.
     if (claimed === null) return true;
     this.accept(claimed, null);

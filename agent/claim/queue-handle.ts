@@ -24,10 +24,12 @@ export interface Claimed {
   readonly deferredFailure: string | null;
 }
 
-/** What a scan of one queue found (see scan-queue-3.lua). */
+/** What a scan of one queue found (see scan-queue-6.lua). */
 export interface ScanResult {
   readonly best: { readonly jobId: string; readonly priority: number; readonly stranded: number; readonly enqueuedAt: number } | null;
   readonly starving: { readonly jobId: string; readonly enqueuedAt: number; readonly holder: string | null } | null;
+  /** The job taken, when the scan was asked to claim. */
+  readonly claimed: Claimed | null;
 }
 
 /** The agent's view of itself that the scan script takes. */
@@ -47,7 +49,7 @@ export interface AgentState {
 
 const lua = (file: string) => readFileSync(new URL(file, import.meta.url), 'utf8');
 const SCRIPTS = {
-  scanQueue: { lua: lua('./scan-queue-3.lua'), numberOfKeys: 3 },
+  scanQueue: { lua: lua('./scan-queue-6.lua'), numberOfKeys: 6 },
   claimJob: { lua: lua('./claim-job-6.lua'), numberOfKeys: 6 },
   reserveJob: { lua: lua('./reserve-job-1.lua'), numberOfKeys: 1 },
 } as const;
@@ -114,22 +116,45 @@ export class QueueHandle {
     await this.worker.startStalledCheckTimer();
   }
 
-  async scan(state: AgentState, capacity: AgentState, scanLimit: number, starvationMs: number): Promise<ScanResult> {
+  /**
+   * Looks at this queue's waiting jobs and says which one this agent should take (and which one
+   * is starving); with `claim`, takes it in the same step.
+   */
+  async scan(state: AgentState, capacity: AgentState, scanLimit: number, starvationMs: number, claim = false): Promise<ScanResult> {
     const k = this.worker.keys;
+    const token = claim ? randomUUID() : '';
     const r = (await this.cmd.scanQueue(
       k.wait as string,
       k.prioritized as string,
       k.meta as string,
+      k.active as string,
+      k.events as string,
+      k.marker as string,
       this.keyPrefix,
       JSON.stringify(state),
       JSON.stringify(capacity),
       scanLimit,
       Date.now(),
       starvationMs,
-    )) as [string, number, number, number, string, number, string];
+      token,
+      this.opts.lockDurationMs,
+      this.opts.workerName,
+    )) as [string, number, number, number, string, number, string, unknown];
+    const best = r[0] ? { jobId: r[0], priority: Number(r[1]), stranded: Number(r[2]), enqueuedAt: Number(r[3]) } : null;
+    let claimed: Claimed | null = null;
+    if (claim && best !== null && Array.isArray(r[7]) && r[7].length > 0) {
+      const raw = pairsToRecord(r[7]);
+      claimed = {
+        queue: this,
+        job: Job.fromJSON<JobPayload>(this.worker, raw as never, best.jobId),
+        token,
+        deferredFailure: raw.defa ?? null,
+      };
+    }
     return {
-      best: r[0] ? { jobId: r[0], priority: Number(r[1]), stranded: Number(r[2]), enqueuedAt: Number(r[3]) } : null,
+      best,
       starving: r[4] ? { jobId: r[4], enqueuedAt: Number(r[5]), holder: r[6] || null } : null,
+      claimed,
     };
   }
 

@@ -1,6 +1,6 @@
-import { realpath } from 'node:fs/promises';
+import { realpath, statfs } from 'node:fs/promises';
 import { availableParallelism, machine } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import si from 'systeminformation';
 
 const MIB = 1024 * 1024;
@@ -73,11 +73,26 @@ export async function readHostFacts(diskPath: string): Promise<HostFacts> {
  * (the first call samples for about half a second), so a heartbeat loop gets the load over its interval.
  */
 export async function readHostLive(diskPath: string): Promise<HostLive> {
-  const [mem, disk, load] = await Promise.all([si.mem(), diskFor(diskPath), si.currentLoad()]);
+  const [mem, disk, load] = await Promise.all([si.mem(), diskFree(diskPath), si.currentLoad()]);
   return {
     // "available" counts reclaimable page cache, unlike "free", so it is what a new job could really get.
     memory_available: toMiB(mem.available),
-    disk_available: disk ? toMiB(disk.available) : null,
+    disk_available: disk,
     cpu_load_percent: Math.round(load.currentLoad * 10) / 10,
   };
+}
+
+/**
+ * Free MiB on the filesystem holding `diskPath`, from statfs(2): no `df` process on every
+ * heartbeat. A path that does not exist yet is judged by its nearest existing parent.
+ */
+async function diskFree(diskPath: string): Promise<number | null> {
+  for (let p = resolve(diskPath); ; p = dirname(p)) {
+    try {
+      const s = await statfs(p);
+      return Math.floor((s.bavail * s.bsize) / (1024 * 1024));
+    } catch {
+      if (dirname(p) === p) return null;
+    }
+  }
 }

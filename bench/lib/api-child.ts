@@ -3,7 +3,8 @@ import { join } from 'node:path';
 
 /** Starts bench/api-process.ts with `env` and resolves with its URL. */
 export async function startApiChild(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../api-process.ts')], {
+  const extra = process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(' ') : [];
+  const child = spawn(process.execPath, [...extra, '--import', 'tsx', join(import.meta.dirname, '../api-process.ts')], {
     env: { ...process.env, ...env, IMAGEPOD_HOST: '127.0.0.1', IMAGEPOD_PORT: '0' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -1,5 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EndStatus, type ExecutionHooks, type ExecutionRequest, type ExecutionResult, type Executor, stoppedResult } from '../../agent/executor/types.js';
+import {
+  EndStatus,
+  type ExecutionHooks,
+  type ExecutionRequest,
+  type ExecutionResult,
+  type Executor,
+  stoppedResult,
+} from '../../agent/executor/types.js';
 
 /**
  * Runs nothing: a job "runs" for the milliseconds in its first argument (0 for a no-op), so the

@@ -18,7 +18,9 @@ export async function rawDispatch(stack: BenchStack, n: number): Promise<{ jobsP
   const t0 = performance.now();
   void worker.run();
   for (let i = 0; i < n; i += 1000) {
-    await queue.addBulk(Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ name: 'noop', data: { i: i + j, pad: 'x'.repeat(80) } })));
+    await queue.addBulk(
+      Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ name: 'noop', data: { i: i + j, pad: 'x'.repeat(80) } })),
+    );
   }
   const added = performance.now() - t0;
   await until(async () => done >= n, 600_000, 5);

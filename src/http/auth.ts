@@ -86,14 +86,24 @@ declare global {
 }
 
 /**
+ * Which strategies could accept a token, from its shape: agent keys start `ipk_`, JWTs have three
+ * dot-separated parts. Asking only those keeps a heartbeat from being checked as a JWT first.
+ */
+function strategiesFor(token: string | null): AuthKind[] {
+  if (token === null) return [AuthKind.Jwt];
+  if (Credentials.looksLikeAgentKey(token)) return [AuthKind.AgentKey];
+  if (token.split('.').length === 3) return [AuthKind.Jwt, AuthKind.Registration];
+  return [AuthKind.Registration];
+}
+
+/**
  * Establishes who is calling from whichever credential the bearer token is; 401 when none
  * accepts it. Which callers a route admits is the route's `allow(...)` guard, so a valid
  * credential of the wrong kind gets 403, not 401.
  */
 export function authenticate(p: passport.PassportStatic): RequestHandler {
-  const kinds = [AuthKind.Jwt, AuthKind.AgentKey, AuthKind.Registration];
   return (req: Request, res: Response, next: NextFunction) => {
-    p.authenticate(kinds, { session: false }, (err: unknown, user: Principal | false) => {
+    p.authenticate(strategiesFor(bearer(req)), { session: false }, (err: unknown, user: Principal | false) => {
       if (err) return next(err);
       if (!user) {
         const hint = bearer(req) ? 'the bearer token was not accepted' : 'send Authorization: Bearer <token>';

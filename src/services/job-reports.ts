@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { gpuHours, hourlyRate } from '../domain/cost.js';
-import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
+import { ConflictError, DomainError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
 import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
 import { tierOfQueue } from '../domain/queues.js';
 import { isAdmin, type Principal } from '../domain/roles.js';
@@ -82,6 +82,7 @@ export class JobReports {
         Date.now(),
         this.retentionSeconds,
         this.limits.jobLogLines,
+        body.ran_ms ?? 0,
       ],
     )) as [string, string, string, unknown];
 
@@ -185,6 +186,28 @@ export class JobReports {
       await Promise.all([this.nodes.recordJobEnd(nodeId, outcome, gpuHoursUsed * 3_600_000), this.nodes.clearPendingCancel(nodeId, id)]);
     }
     return costFields;
+  }
+
+  /**
+   * Several reports at once (an agent batches what it has to say in a few milliseconds), each
+   * answered on its own, as its own request would have been.
+   */
+  async reportMany(
+    p: Principal,
+    reports: readonly (JobStatusReport & { job_id: string })[],
+  ): Promise<
+    ({ job_id: string; ok: true; job: JobView } | { job_id: string; ok: false; status: number; error: string; message: string })[]
+  > {
+    return Promise.all(
+      reports.map(async ({ job_id, ...report }) => {
+        try {
+          return { job_id, ok: true as const, job: await this.report(p, job_id, report) };
+        } catch (err) {
+          if (!(err instanceof DomainError) || err.status >= 500) throw err;
+          return { job_id, ok: false as const, status: err.status, error: err.code, message: err.message };
+        }
+      }),
+    );
   }
 
   async appendLogs(p: Principal, id: string, body: JobLogAppend): Promise<number> {

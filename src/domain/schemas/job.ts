@@ -156,8 +156,24 @@ export const jobStatusReport = z.strictObject({
     .optional(),
   error_message: z.string().max(4000).optional(),
   result: z.json().optional(),
+  ran_ms: z
+    .number()
+    .int()
+    .min(0)
+    .max(366 * 86_400_000)
+    .optional()
+    .describe('with a final status: how long the job ran, for one that ended before its running report was sent'),
 });
 export type JobStatusReport = z.infer<typeof jobStatusReport>;
+
+/** `POST /jobs/status/batch`: several reports in one request; each is answered on its own. */
+export const MAX_BATCH_REPORTS = 200;
+export const jobStatusBatch = z.strictObject({
+  reports: z
+    .array(jobStatusReport.extend({ job_id: z.uuid() }))
+    .min(1)
+    .max(MAX_BATCH_REPORTS),
+});
 
 /** Body of `POST /jobs/{id}/logs`: lines an agent collected from the job's stdout and stderr. */
 export const jobLogAppend = z.strictObject({

@@ -2,7 +2,7 @@ import { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import { isFinal, JOB_STATUSES } from '../../domain/job-status.js';
 import { paginationQuery } from '../../domain/schemas/common.js';
-import { jobBatchBody, jobCreateBody, jobLogAppend, jobStatusReport } from '../../domain/schemas/job.js';
+import { jobBatchBody, jobCreateBody, jobLogAppend, jobStatusBatch, jobStatusReport } from '../../domain/schemas/job.js';
 import { toLogLine } from '../../services/job-service.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
@@ -48,6 +48,10 @@ export function jobRoutes(ctx: RouteContext): Router {
 
   r.get('/jobs/:jobId', peopleOrAgents, async (req, res) => {
     res.json(await jobs.get(principalOf(req), jobIdOf(req.params)));
+  });
+
+  r.post('/jobs/status/batch', agentsOrAdmins, async (req, res) => {
+    res.json({ results: await ctx.reports.reportMany(principalOf(req), parse(jobStatusBatch, req.body).reports) });
   });
 
   r.post('/jobs/:jobId/status', agentsOrAdmins, async (req, res) => {

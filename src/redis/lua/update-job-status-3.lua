@@ -7,6 +7,7 @@
   ARGV[3] lock token  ARGV[4] '1' when the token must match the lock
   ARGV[5] statuses allowed before the new one (csv)  ARGV[6] fields to set (json of strings)
   ARGV[7] now ms  ARGV[8] retention seconds (applied once final)  ARGV[9] log cap (lines)
+  ARGV[10] how long the job ran (ms; 0 unknown), for a job that ends before its running report
   Returns one of (the record's fields after the change at the end, so no second read is needed)
     {'ok', previous status, final ('1'|'0'), record}   the status was applied
     {'retry', previous status, failures, record}       a failure with retries left: queued again
@@ -69,6 +70,10 @@ end
 local final = '0'
 if FINAL[newStatus] then
   final = '1'
+  local ran = tonumber(ARGV[10]) or 0
+  if ran > 0 and not redis.call('HGET', rec, 'started_at') then
+    redis.call('HSET', rec, 'started_at', tostring(tonumber(ARGV[7]) - ran))
+  end
   redis.call('HSET', rec, 'finished_at', ARGV[7])
   redis.call('EXPIRE', rec, ARGV[8])
   endLog(KEYS[3], newStatus, ARGV[7], ARGV[9], ARGV[8])

@@ -7,10 +7,14 @@
   It also names the first job that does not fit now but would fit this node empty and has
   waited past the starvation bound, with who holds a reservation for it, if anyone.
 
+  With a lock token it also claims the job it chose, in the same step, exactly as BullMQ's
+  moveToActive would (so BullMQ's lock extension, stalled check and moveToFinished treat it as
+  any other active job): agents racing for the same queue each get a job, not the same one.
+
   A job's requirements are read from the string at the head of its payload
   (`{"v":2,"req":"g=..;m=..;f=..;c=..;r=..;n=..;s=..;p=..;u=.."`) without decoding the rest.
 
-  KEYS[1] wait  KEYS[2] prioritized  KEYS[3] meta
+  KEYS[1] wait  KEYS[2] prioritized  KEYS[3] meta  KEYS[4] active  KEYS[5] events  KEYS[6] marker
   ARGV[1] job key prefix ("<queue prefix>:<queue name>:")
   ARGV[2] agent state, json:
           {"gpus": [[family, MiB free, MiB total], ...], "cpu": n, "ram": MiB, "slots": n,
@@ -18,11 +22,13 @@
            "capped": [owner, ...], "skip": [job id, ...]}
   ARGV[3] the same resources as if the node were empty (its capacity)
   ARGV[4] how many waiting jobs to look at  ARGV[5] now ms  ARGV[6] starvation bound ms
+  ARGV[7] lock token ('' to only look)  ARGV[8] lock duration ms  ARGV[9] worker name
   Returns {best id, its priority, its stranded MiB, its timestamp,
-           starving id, its timestamp, its reservation holder}   ('' / 0 when none)
+           starving id, its timestamp, its reservation holder,
+           the claimed job's hash (flat) or {} }   ('' / 0 when none)
 ]]
 local prefix = ARGV[1]
-if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {'', 0, 0, 0, '', 0, ''} end
+if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {'', 0, 0, 0, '', 0, '', {}} end
 local free = cjson.decode(ARGV[2])
 local capacity = cjson.decode(ARGV[3])
 local limit = tonumber(ARGV[4])
@@ -108,7 +114,7 @@ if #candidates < limit then
   for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, limit - #candidates - 1)) do candidates[#candidates + 1] = id end
 end
 
-local bestId, bestPri, bestStranded, bestTs = '', 0, 0, 0
+local bestId, bestPri, bestStranded, bestTs, bestInWait = '', 0, 0, 0, false
 local starvingId, starvingTs, holder = '', 0, ''
 for n, id in ipairs(candidates) do
   -- Nothing later can beat a perfect fit of the best priority seen (later jobs are younger, and
@@ -132,11 +138,24 @@ for n, id in ipairs(candidates) do
   end
   if stranded then
     if bestId == '' or pri < bestPri or (pri == bestPri and (stranded < bestStranded or (stranded == bestStranded and ts < bestTs))) then
-      bestId, bestPri, bestStranded, bestTs = id, pri, stranded, ts
+      bestId, bestPri, bestStranded, bestTs, bestInWait = id, pri, stranded, ts, n <= #waiting
     end
   elseif starvingId == '' and req and not skip[id] and not capped[req.u] and now - ts >= starvation and fit(req, capacity) then
     starvingId, starvingTs = id, ts
     holder = redis.call('GET', jobKey .. ':ip-reserved') or ''
   end
 end
-return {bestId, bestPri, bestStranded, bestTs, starvingId, starvingTs, holder}
+local claimed = {}
+if ARGV[7] ~= '' and bestId ~= '' then
+  local jobKey = prefix .. bestId
+  if bestInWait then redis.call('LREM', KEYS[1], 1, bestId) else redis.call('ZREM', KEYS[2], bestId) end
+  redis.call('LPUSH', KEYS[4], bestId)
+  redis.call('SET', jobKey .. ':lock', ARGV[7], 'PX', ARGV[8])
+  redis.call('DEL', jobKey .. ':ip-reserved')
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', 10000, '*', 'event', 'active', 'jobId', bestId, 'prev', 'waiting')
+  redis.call('HSET', jobKey, 'processedOn', ARGV[5], 'pb', ARGV[9])
+  redis.call('HINCRBY', jobKey, 'ats', 1)
+  redis.call('ZADD', KEYS[6], 0, '0')
+  claimed = redis.call('HGETALL', jobKey)
+end
+return {bestId, bestPri, bestStranded, bestTs, starvingId, starvingTs, holder, claimed}
