@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Agent } from '../../agent/agent.js';
 import { loadAgentConfig } from '../../agent/config.js';
+import type { Executor } from '../../agent/executor/types.js';
 import { mintToken } from '../../src/cli/mint-token.js';
 import { API_BASE } from '../../src/http/app.js';
 import { Keys } from '../../src/redis/keys.js';
@@ -28,7 +29,7 @@ export interface BenchStack {
   queue(name: string): Queue;
   post(path: string, body: unknown, token?: string): Promise<{ status: number; body: unknown }>;
   get(path: string, token?: string): Promise<{ status: number; body: unknown }>;
-  addAgents(n: number, env?: Record<string, string>): Promise<Agent[]>;
+  addAgents(n: number, env?: Record<string, string>, executor?: () => Executor): Promise<Agent[]>;
   close(): Promise<void>;
 }
 
@@ -72,7 +73,7 @@ export async function startStack(prefix: string, apiEnv: Record<string, string> 
     },
     post: (path, body, t) => call('POST', path, body, t),
     get: (path, t) => call('GET', path, undefined, t),
-    async addAgents(n, env = {}) {
+    async addAgents(n, env = {}, executor = () => new SimExecutor()) {
       const started: Agent[] = [];
       for (let i = 0; i < n; i++) {
         const config = loadAgentConfig({
@@ -85,7 +86,7 @@ export async function startStack(prefix: string, apiEnv: Record<string, string> 
           IMAGEPOD_DISK_MIN_FREE_MIB: '0',
           ...env,
         });
-        started.push(await Agent.start(config, pino({ level: 'silent' }), new SimExecutor()));
+        started.push(await Agent.start(config, pino({ level: 'silent' }), executor()));
       }
       agents.push(...started);
       return started;

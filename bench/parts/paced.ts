@@ -1,0 +1,86 @@
+import { Queue, Worker } from 'bullmq';
+import { percentile } from '../fleet.js';
+import { type BenchStack, until } from '../lib/context.js';
+import { LoadClient } from '../lib/http.js';
+
+export interface Latency {
+  p50: number;
+  p99: number;
+}
+
+/** Fires `fn` `rate` times a second for `seconds`, without waiting for one call before the next. */
+async function paced(rate: number, seconds: number, fn: (i: number) => Promise<void>): Promise<void> {
+  const total = rate * seconds;
+  const t0 = performance.now();
+  const inflight: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    inflight.push(fn(i));
+  }
+  await Promise.all(inflight);
+}
+
+/** Raw BullMQ: add() at a paced rate, a Worker records how long each job waited to start. */
+export async function rawPaced(stack: BenchStack, rate: number, seconds: number): Promise<Latency> {
+  const queue = new Queue('raw-paced', { connection: stack.client, prefix: 'raw' });
+  const waits: number[] = [];
+  const worker = new Worker(
+    'raw-paced',
+    async (job) => {
+      waits.push(Date.now() - job.timestamp);
+    },
+    { connection: stack.client.duplicate({ maxRetriesPerRequest: null }), prefix: 'raw', concurrency: 50 },
+  );
+  await paced(rate, seconds, async (i) => {
+    await queue.add('noop', { i, pad: 'x'.repeat(80) });
+  });
+  await until(async () => waits.length >= rate * seconds, 60_000, 10);
+  await worker.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+  waits.sort((a, b) => a - b);
+  return { p50: percentile(waits, 50), p99: percentile(waits, 99) };
+}
+
+/**
+ * ImagePod: POST /jobs/ at a paced rate; how long from the API accepting a job (created_at) to
+ * the API recording an agent's claim of it (assigned_at).
+ */
+export async function imagepodPaced(stack: BenchStack, rate: number, seconds: number): Promise<Latency> {
+  const client = new LoadClient(stack.api.url);
+  const ids: string[] = [];
+  const job = { docker_image: 'busybox', command: ['noop'], args: ['0'], cpu_cores_required: 0.01, memory_required: 1 };
+  await paced(rate, seconds, async () => {
+    const r = await client.send('POST', '/gpu-workers/jobs/', stack.token, job);
+    if (r.status !== 201) throw new Error(`submit: ${r.status} ${r.text.slice(0, 200)}`);
+    ids.push((JSON.parse(r.text) as { id: string }).id);
+  });
+  const waits: number[] = [];
+  await until(
+    async () => {
+      waits.length = 0;
+      for (let i = 0; i < ids.length; i += 100) {
+        const views = await Promise.all(
+          ids.slice(i, i + 100).map(
+            async (id) =>
+              JSON.parse((await client.send('GET', `/gpu-workers/jobs/${id}`, stack.token)).text) as {
+                created_at: string;
+                assigned_at: string | null;
+                status: string;
+              },
+          ),
+        );
+        for (const v of views)
+          if (v.status === 'succeeded') waits.push(Date.parse(v.assigned_at ?? v.created_at) - Date.parse(v.created_at));
+      }
+      return waits.length >= ids.length;
+    },
+    120_000,
+    500,
+  );
+  client.close();
+  waits.sort((a, b) => a - b);
+  return { p50: percentile(waits, 50), p99: percentile(waits, 99) };
+}

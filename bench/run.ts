@@ -1,0 +1,81 @@
+/**
+ * ImagePod against raw BullMQ, in one run on one Redis (a server of the benchmark's own):
+ *   npm run bench [-- --quick]
+ *  - dispatch: jobs/s from REST submission (batches of 1,000) to completion on simulated no-op
+ *    agents (the real agent, claiming and reporting; jobs that only pretend to run), against
+ *    addBulk and a Worker draining no-op jobs;
+ *  - submit-to-start p50/p99 at a paced 200 jobs/s;
+ *  - Redis memory per queued job;
+ *  - heartbeat ingestion, 10,000 nodes beating once a second each;
+ *  - available-nodes latency over those 10,000 nodes.
+ */
+import { parseArgs } from 'node:util';
+import { ms } from './fleet.js';
+import { startStack } from './lib/context.js';
+import { imagepodDispatch, rawDispatch } from './parts/dispatch.js';
+import { availableNodesLatency, heartbeatLoad, registerFleet } from './parts/heartbeats.js';
+import { memoryPerJob } from './parts/memory.js';
+import { imagepodPaced, rawPaced } from './parts/paced.js';
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const q = values.quick;
+const DISPATCH_JOBS = q ? 2000 : 10_000;
+const PACED_SECONDS = q ? 3 : 10;
+const MEMORY_JOBS = q ? 2000 : 10_000;
+const FLEET = q ? 2000 : 10_000;
+const HEARTBEAT_SECONDS = q ? 5 : 10;
+const AGENTS = 8;
+
+const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+const line = (label: string, value: string, note = '') => console.log(`  ${label.padEnd(54)} ${value.padStart(18)}  ${note}`);
+
+const stack = await startStack('bench', { IMAGEPOD_BODY_LIMIT_BYTES: String(8 * 1024 * 1024) });
+try {
+  console.log(
+    `ImagePod bench: one Redis ${await stack.client.info('server').then((s) => /redis_version:(\S+)/.exec(s)?.[1])}, API in its own process, ${AGENTS} simulated agents in this one`,
+  );
+
+  console.log('\nDispatch (submission to completion):');
+  const raw = await rawDispatch(stack, DISPATCH_JOBS);
+  line(
+    'raw BullMQ: addBulk + Worker (concurrency 50), no-op',
+    `${raw.jobsPerSecond.toFixed(0)} jobs/s`,
+    `(addBulk alone ${raw.addBulkPerSecond.toFixed(0)}/s)`,
+  );
+  await stack.addAgents(AGENTS, { IMAGEPOD_MAX_CONCURRENT_JOBS: '64' });
+  const ip = await imagepodDispatch(stack, DISPATCH_JOBS);
+  line(
+    'ImagePod: POST /jobs/batch -> agents -> completed',
+    `${ip.jobsPerSecond.toFixed(0)} jobs/s`,
+    `(submission alone ${ip.submitPerSecond.toFixed(0)}/s)`,
+  );
+  line('ratio ImagePod / raw', ratio(ip.jobsPerSecond, raw.jobsPerSecond), '(goal >= 0.50x)');
+
+  console.log(`\nSubmit to start, paced at 200 jobs/s for ${PACED_SECONDS} s:`);
+  const rp = await rawPaced(stack, 200, PACED_SECONDS);
+  line('raw BullMQ: add() -> Worker starts', `p50 ${ms(rp.p50)}`, `p99 ${ms(rp.p99)}`);
+  const ipp = await imagepodPaced(stack, 200, PACED_SECONDS);
+  line("ImagePod: POST /jobs/ -> an agent's claim recorded", `p50 ${ms(ipp.p50)}`, `p99 ${ms(ipp.p99)}`);
+  line('ratio of p99 ImagePod / raw', ratio(ipp.p99, rp.p99), '(goal <= 2x)');
+
+  for (const a of stack.agents.splice(0)) await a.stop(0);
+  console.log(`\nRedis memory per queued job (${MEMORY_JOBS} jobs, nothing claiming):`);
+  const mem = await memoryPerJob(stack, MEMORY_JOBS);
+  line('raw BullMQ job, 100-byte data', `${mem.raw100.toFixed(0)} B`);
+  line('raw BullMQ job carrying the same job spec as its data', `${mem.rawSameJob.toFixed(0)} B`);
+  line('ImagePod job (record, lookup entries, BullMQ job)', `${mem.imagepod.toFixed(0)} B`);
+  line('ratio ImagePod / raw with the same spec', ratio(mem.imagepod, mem.rawSameJob), '(goal <= 1.5x)');
+
+  console.log(`\nHeartbeats: ${FLEET} nodes, each beating once a second, for ${HEARTBEAT_SECONDS} s:`);
+  const fleet = await registerFleet(stack, FLEET);
+  const hb = await heartbeatLoad(stack, fleet, HEARTBEAT_SECONDS);
+  line('offered', `${hb.offered} beats/s`);
+  line('sustained', `${hb.sustained.toFixed(0)} beats/s`, hb.errors > 0 ? `(${hb.errors} errors)` : '');
+  line('API latency', `p50 ${ms(hb.p50)}`, `p99 ${ms(hb.p99)} (goal p99 < 50 ms at 10,000/s)`);
+  line('Redis CPU per beat', `${hb.redisMicrosPerBeat.toFixed(1)} us`);
+
+  console.log(`\nGET /available-nodes/ over ${FLEET} live nodes, 300 sequential requests each:`);
+  for (const r of await availableNodesLatency(stack, 300)) line(r.label, `p50 ${ms(r.p50)}`, `p99 ${ms(r.p99)}`);
+} finally {
+  await stack.close();
+}
