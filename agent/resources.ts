@@ -3,7 +3,8 @@ import type { CompactRequirements } from '../src/domain/requirements.js';
 /**
  * What this node has and what its running jobs hold. Every placement decision reads from here
  * and every claim reserves here first, so the agent never promises the same MiB twice. A node
- * may also hold devices back for a starving job (a reservation): other jobs do not get them.
+ * may also hold devices back for a starving job (a reservation): other jobs get them only when
+ * their time limit ends before the held job could start anyway (EASY backfill, as in Slurm).
  */
 
 export interface Device {
@@ -45,14 +46,21 @@ export interface HostShape {
 export interface Hold {
   readonly jobId: string;
   readonly devices: readonly number[];
+  /** What the held job needs on each held device. */
+  readonly gpuMemoryMiB: number;
   readonly cpuCores: number;
   readonly memoryMiB: number;
 }
 
+/**
+ * [family, MiB free, MiB total] per device a job may get; a held device adds the time (ms since
+ * the epoch) by which only jobs that will have ended may use it.
+ */
+export type ClaimDevice = [family: string, free: number, total: number, backfillUntil?: number];
+
 /** Free resources in the form the scan script takes. */
 export interface ClaimResources {
-  /** [family, MiB free, MiB total] per device a job may get. */
-  readonly gpus: [string, number, number][];
+  readonly gpus: ClaimDevice[];
   readonly cpu: number;
   readonly ram: number;
   readonly slots: number;
@@ -62,6 +70,8 @@ export class ResourceBook {
   private readonly devices: ReadonlyMap<number, Device>;
   private live = new Map<number, DeviceLive>();
   private readonly jobs = new Map<string, Placement>();
+  /** When each running job will have been stopped at the latest (start plus its time limit). */
+  private readonly deadlines = new Map<string, number>();
   private held: Hold | null = null;
 
   constructor(
@@ -142,12 +152,45 @@ export class ResourceBook {
   }
 
   /**
+   * The latest time the held job can start (its shadow time): when, with every running job
+   * stopped at its deadline, each held device has the memory it needs. Null without a hold;
+   * another hold (one being planned) may be asked about.
+   */
+  shadowTime(now = Date.now(), hold: Hold | null = this.held): number | null {
+    if (hold === null) return null;
+    return hold.devices.reduce((latest, index) => Math.max(latest, this.roomAt(index, hold.gpuMemoryMiB, now)), now);
+  }
+
+  /** When a device will have `mib` free at the latest, its running jobs stopped at their deadlines. */
+  private roomAt(index: number, mib: number, now: number): number {
+    const d = this.devices.get(index);
+    if (d === undefined || d.memoryTotal < mib) return Number.POSITIVE_INFINITY;
+    let free = d.memoryTotal - this.reservedOn(index);
+    if (free >= mib) return now;
+    const ending = [...this.jobs]
+      .filter(([, p]) => p.gpuIndices.includes(index))
+      .map(([id, p]) => ({ at: this.deadlines.get(id) ?? Number.POSITIVE_INFINITY, mib: p.gpuMemoryMiB }))
+      .sort((a, b) => a.at - b.at);
+    for (const e of ending) {
+      free += e.mib;
+      if (free >= mib) return e.at;
+    }
+    return Number.POSITIVE_INFINITY;
+  }
+
+  /** Whether a job with this time limit may use held devices: it ends before the shadow time. */
+  private mayBackfill(req: CompactRequirements, shadow: number | null, now: number): boolean {
+    return shadow !== null && Number.isFinite(shadow) && req.timeoutSeconds !== null && now + req.timeoutSeconds * 1000 <= shadow;
+  }
+
+  /**
    * Where a job would run now: for each GPU family it accepts, the devices with the least free
    * memory that still hold it (best fit, so large devices stay free for large jobs), and of the
    * families the one that strands the least memory. Devices, cores and RAM held for a starving
-   * job are off limits, except to that job. A reason instead when it does not fit.
+   * job are off limits, except to that job and, for devices, to jobs that will end before it
+   * could start. A reason instead when it does not fit.
    */
-  place(req: CompactRequirements, forHeldJob = false): Placement | { reason: string } {
+  place(req: CompactRequirements, forHeldJob = false, now = Date.now()): Placement | { reason: string } {
     const hold = forHeldJob ? null : this.held;
     const cpuFree = this.cpuFree - (hold?.cpuCores ?? 0);
     const memFree = this.memoryFree - (hold?.memoryMiB ?? 0);
@@ -157,7 +200,8 @@ export class ResourceBook {
     const base = { gpuMemoryMiB: req.gpuMemoryMiB, cpuCores: req.cpuCores, memoryMiB: req.memoryMiB };
     if (req.gpuCount === 0) return { ...base, gpuIndices: [] };
 
-    const usable = this.deviceList.filter((d) => !hold?.devices.includes(d.index));
+    const backfill = hold !== null && this.mayBackfill(req, this.shadowTime(now), now);
+    const usable = this.deviceList.filter((d) => backfill || !hold?.devices.includes(d.index));
     const families = req.families ?? [...new Set(usable.map((d) => d.family))];
     let best: { indices: number[]; stranded: number } | null = null;
     for (const family of families) {
@@ -179,23 +223,27 @@ export class ResourceBook {
 
   /**
    * Which devices to hold for a starving job: of the families it accepts, the devices large
-   * enough for it with the most memory free now (they drain soonest). Null if it never fits.
+   * enough for it that will have room soonest (by their jobs' time limits), then those with the
+   * most memory free now. Null if it never fits.
    */
-  planHold(jobId: string, req: CompactRequirements): Hold | null {
+  planHold(jobId: string, req: CompactRequirements, now = Date.now()): Hold | null {
     if (req.cpuCores > this.host.cpuCores - this.host.reservedCpuCores) return null;
     if (req.memoryMiB > this.host.memoryMiB - this.host.reservedMemoryMiB) return null;
-    const base = { jobId, cpuCores: req.cpuCores, memoryMiB: req.memoryMiB };
+    const base = { jobId, gpuMemoryMiB: req.gpuMemoryMiB, cpuCores: req.cpuCores, memoryMiB: req.memoryMiB };
     if (req.gpuCount === 0) return { ...base, devices: [] };
     const families = req.families ?? [...new Set(this.deviceList.map((d) => d.family))];
-    let best: { devices: number[]; free: number } | null = null;
+    let best: { devices: number[]; ready: number; free: number } | null = null;
     for (const family of families) {
       const large = this.deviceList
         .filter((d) => d.family === family && this.isHealthy(d.index) && d.memoryTotal >= req.gpuMemoryMiB)
-        .sort((a, b) => this.freeOn(b.index) - this.freeOn(a.index) || a.index - b.index)
+        .map((d) => ({ index: d.index, ready: this.roomAt(d.index, req.gpuMemoryMiB, now), free: this.freeOn(d.index) }))
+        .sort((a, b) => a.ready - b.ready || b.free - a.free || a.index - b.index)
         .slice(0, req.gpuCount);
       if (large.length < req.gpuCount) continue;
-      const free = large.reduce((s, d) => s + this.freeOn(d.index), 0);
-      if (best === null || free > best.free) best = { devices: large.map((d) => d.index), free };
+      const ready = Math.max(...large.map((d) => d.ready));
+      const free = large.reduce((s, d) => s + d.free, 0);
+      if (best === null || ready < best.ready || (ready === best.ready && free > best.free))
+        best = { devices: large.map((d) => d.index).sort((a, b) => a - b), ready, free };
     }
     return best === null ? null : { ...base, devices: best.devices };
   }
@@ -204,21 +252,33 @@ export class ResourceBook {
     this.held = hold;
   }
 
-  reserve(jobId: string, placement: Placement): void {
+  /** Books a job's resources; `deadline` is when it will have been stopped at the latest. */
+  reserve(jobId: string, placement: Placement, deadline = Number.POSITIVE_INFINITY): void {
     this.jobs.set(jobId, placement);
+    this.deadlines.set(jobId, deadline);
   }
 
   release(jobId: string): void {
     this.jobs.delete(jobId);
+    this.deadlines.delete(jobId);
   }
 
-  /** What the scan script may hand out: held devices, cores and RAM left out. */
-  forClaim(): ClaimResources {
+  /**
+   * What the scan script may hand out: held cores and RAM left out, held devices marked with the
+   * shadow time (or left out when no job could end before it).
+   */
+  forClaim(now = Date.now()): ClaimResources {
     const hold = this.held;
+    const shadow = this.shadowTime(now);
+    const backfillUntil = shadow !== null && Number.isFinite(shadow) && shadow > now ? shadow : null;
     return {
       gpus: this.deviceList
-        .filter((d) => this.isHealthy(d.index) && !hold?.devices.includes(d.index))
-        .map((d) => [d.family, this.freeOn(d.index), d.memoryTotal]),
+        .filter((d) => this.isHealthy(d.index) && (backfillUntil !== null || !hold?.devices.includes(d.index)))
+        .map((d): ClaimDevice => {
+          const entry: ClaimDevice = [d.family, this.freeOn(d.index), d.memoryTotal];
+          if (backfillUntil !== null && hold?.devices.includes(d.index)) entry.push(backfillUntil);
+          return entry;
+        }),
       cpu: Math.max(0, this.cpuFree - (hold?.cpuCores ?? 0)),
       ram: Math.max(0, this.memoryFree - (hold?.memoryMiB ?? 0)),
       slots: this.slotsFree,

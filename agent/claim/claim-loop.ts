@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { parseCompactRequirements } from '../../src/domain/requirements.js';
+import { type CompactRequirements, parseCompactRequirements } from '../../src/domain/requirements.js';
 import type { Placement, ResourceBook } from '../resources.js';
-import type { AgentState, Claimed, QueueHandle } from './queue-handle.js';
+import type { AgentState, Claimed, QueueHandle, ScanResult, Starving } from './queue-handle.js';
 
 export interface ClaimLoopOptions {
   readonly scanLimit: number;
@@ -23,7 +23,7 @@ export interface NodeSelf {
 interface Reservation {
   readonly queue: QueueHandle;
   readonly jobId: string;
-  readonly req: NonNullable<ReturnType<typeof parseCompactRequirements>>;
+  readonly req: CompactRequirements;
 }
 
 const SKIP_MS = 30_000;
@@ -35,9 +35,12 @@ const SKIP_MS = 30_000;
  * succeed and stops when nothing fits.
  *
  * A job that would fit this node empty and has waited past the starvation bound gets a
- * reservation, held by one node at a time (the first to ask): that node holds back the devices,
- * cores and RAM the job needs, keeps running and taking jobs that fit on the rest (backfill), and
- * claims the job as soon as the held devices have drained enough.
+ * reservation, held by one node at a time: the first to ask, until another node could start it
+ * clearly sooner (an earlier shadow time: when, with every running job stopped at its time limit,
+ * the held devices have room). The holder holds back the devices, cores and RAM the job needs,
+ * keeps taking jobs that fit on the rest and, on the held devices, jobs whose time limit ends
+ * before the shadow time (EASY backfill), and claims the job as soon as the held devices have
+ * drained enough.
  */
 export class ClaimLoop {
   private busy = false;
@@ -46,6 +49,7 @@ export class ClaimLoop {
   private stopped = false;
   private reservation: Reservation | null = null;
   private readonly skip = new Map<string, number>();
+  private readonly requirements = new Map<string, CompactRequirements>();
 
   constructor(
     private readonly queues: readonly QueueHandle[],
@@ -130,15 +134,11 @@ export class ClaimLoop {
       this.queues.map(async (q) => ({ q, r: await q.scan(state, capacity, scanLimit, starvationMs, single) })),
     );
 
-    if (this.reservation === null) {
-      const me = this.self().name;
-      const starving = scans.find(({ r }) => r.starving !== null && (r.starving.holder === null || r.starving.holder === me));
-      if (starving?.r.starving && (await this.reserve(starving.q, starving.r.starving.jobId, starving.r.starving.enqueuedAt))) {
-        // Hand back what the single-queue scan took, if anything: the reservation changes what fits.
-        const taken = scans[0]?.r.claimed;
-        if (taken) await taken.job.moveToWait(taken.token).catch(() => {});
-        return true;
-      }
+    if (this.reservation === null && (await this.considerReservation(scans))) {
+      // Hand back what the single-queue scan took, if anything: the reservation changes what fits.
+      const taken = scans[0]?.r.claimed;
+      if (taken) await taken.job.moveToWait(taken.token).catch(() => {});
+      return true;
     }
 
     let pick: { q: QueueHandle; priority: number; stranded: number; enqueuedAt: number } | null = null;
@@ -163,9 +163,8 @@ export class ClaimLoop {
   private async serveReservation(): Promise<boolean> {
     const res = this.reservation;
     if (res === null) return false;
-    const ttl = 2 * this.opts.rescanIntervalMs + 10_000;
-    if (!(await res.queue.reserve(res.jobId, this.self().name, ttl))) {
-      this.dropReservation('another node holds it now');
+    if (!(await res.queue.reserve(res.jobId, this.self().name, this.reservationTtl, this.shadowOrFar(this.resources.shadowTime())))) {
+      this.dropReservation('another node would start it sooner, or holds it');
       return false;
     }
     const placement = this.resources.place(res.req, true);
@@ -176,20 +175,65 @@ export class ClaimLoop {
     return true;
   }
 
-  private async reserve(queue: QueueHandle, jobId: string, enqueuedAt: number): Promise<boolean> {
-    const raw = await queue.requirementsOf(jobId);
+  private get reservationTtl(): number {
+    return 2 * this.opts.rescanIntervalMs + 10_000;
+  }
+
+  /** A shadow time the reservation script can compare (jobs without a time limit: far away). */
+  private shadowOrFar(shadow: number | null): number {
+    const far = Date.now() + 365 * 86_400_000;
+    return shadow === null || !Number.isFinite(shadow) ? far : Math.min(shadow, far);
+  }
+
+  /**
+   * Takes a reservation for the oldest starving job this node could hold: one no node holds, or
+   * one another node holds but this node would start sooner (its shadow time is earlier).
+   */
+  private async considerReservation(scans: readonly { q: QueueHandle; r: ScanResult }[]): Promise<boolean> {
+    const me = this.self().name;
+    const candidates = scans
+      .flatMap(({ q, r }) => [r.starving, r.starvingElsewhere].filter((s): s is Starving => s !== null).map((s) => ({ q, s })))
+      .sort((a, b) => a.s.enqueuedAt - b.s.enqueuedAt);
+    for (const { q, s } of candidates.slice(0, 3)) {
+      const req = await this.requirementsOf(q, s.jobId);
+      if (req === null) continue;
+      const hold = this.resources.planHold(s.jobId, req);
+      if (hold === null) continue;
+      const now = Date.now();
+      const shadow = this.shadowOrFar(this.resources.shadowTime(now, hold));
+      const theirs = s.holder?.shadow ?? null;
+      // Another node's reservation: only worth taking over when this node would start the job
+      // clearly sooner (the script checks again, atomically).
+      if (s.holder !== null && s.holder.node !== me && theirs !== null && shadow >= theirs - (theirs - now) / 10) continue;
+      if (!(await q.reserve(s.jobId, me, this.reservationTtl, shadow))) continue;
+      this.resources.setHold(hold);
+      this.reservation = { queue: q, jobId: s.jobId, req };
+      this.logger.info(
+        {
+          jobId: s.jobId,
+          queue: q.name,
+          waitedMs: now - s.enqueuedAt,
+          devices: hold.devices,
+          startsWithinMs: shadow - now,
+          ...(s.holder && s.holder.node !== me && { from: s.holder.node }),
+        },
+        'reserved room for a job that waited too long: its devices drain for it',
+      );
+      return true;
+    }
+    return false;
+  }
+
+  /** A waiting job's requirements (they never change, so they are kept a while). */
+  private async requirementsOf(q: QueueHandle, jobId: string): Promise<CompactRequirements | null> {
+    const known = this.requirements.get(jobId);
+    if (known) return known;
+    const raw = await q.requirementsOf(jobId);
     const req = raw === null ? null : parseCompactRequirements(raw);
-    if (req === null) return false;
-    const hold = this.resources.planHold(jobId, req);
-    if (hold === null) return false;
-    if (!(await queue.reserve(jobId, this.self().name, 2 * this.opts.rescanIntervalMs + 10_000))) return false;
-    this.resources.setHold(hold);
-    this.reservation = { queue, jobId, req };
-    this.logger.info(
-      { jobId, queue: queue.name, waitedMs: Date.now() - enqueuedAt, devices: hold.devices },
-      'reserved room for a job that waited too long: its devices drain for it',
-    );
-    return true;
+    if (req === null) return null;
+    if (this.requirements.size >= 1000) this.requirements.clear();
+    this.requirements.set(jobId, req);
+    return req;
   }
 
   private dropReservation(why: string | null): void {
@@ -212,7 +256,9 @@ export class ClaimLoop {
       void claimed.job.moveToWait(claimed.token).catch(() => {});
       return;
     }
-    this.resources.reserve(id, chosen);
+    // Stopped at the latest one time limit from now: what backfill and shadow times reckon with.
+    const deadline = req?.timeoutSeconds != null ? Date.now() + req.timeoutSeconds * 1000 : Number.POSITIVE_INFINITY;
+    this.resources.reserve(id, chosen, deadline);
     this.run(claimed, chosen);
   }
 }

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { JobPayload } from '../../src/domain/schemas/job.js';
 import { pairsToRecord } from '../../src/redis/connection.js';
+import type { ClaimDevice } from '../resources.js';
 
 /** A queue this agent works: a tier's, or a tier's for one GPU family. */
 export interface QueueInfo {
@@ -27,14 +28,33 @@ export interface Claimed {
 /** What a scan of one queue found (see scan-queue-6.lua). */
 export interface ScanResult {
   readonly best: { readonly jobId: string; readonly priority: number; readonly stranded: number; readonly enqueuedAt: number } | null;
-  readonly starving: { readonly jobId: string; readonly enqueuedAt: number; readonly holder: string | null } | null;
+  /** The oldest starving job no other node holds a reservation for (this node may). */
+  readonly starving: Starving | null;
+  /** An older starving job another node holds: this node may take it over if it would start it sooner. */
+  readonly starvingElsewhere: Starving | null;
   /** The job taken, when the scan was asked to claim. */
   readonly claimed: Claimed | null;
 }
 
+/** A job past the starvation bound that would fit this node empty. */
+export interface Starving {
+  readonly jobId: string;
+  readonly enqueuedAt: number;
+  /** Who holds its reservation, and by when it could start there at the latest. */
+  readonly holder: { readonly node: string; readonly shadow: number | null } | null;
+}
+
+/** The reservation key's value: "node|shadow ms" (a bare node name from older agents). */
+function parseHolder(raw: string): Starving['holder'] {
+  if (raw === '') return null;
+  const bar = raw.lastIndexOf('|');
+  if (bar < 0) return { node: raw, shadow: null };
+  return { node: raw.slice(0, bar), shadow: Number(raw.slice(bar + 1)) };
+}
+
 /** The agent's view of itself that the scan script takes. */
 export interface AgentState {
-  readonly gpus: [family: string, free: number, total: number][];
+  readonly gpus: ClaimDevice[];
   readonly cpu: number;
   readonly ram: number;
   readonly slots: number;
@@ -139,7 +159,7 @@ export class QueueHandle {
       token,
       this.opts.lockDurationMs,
       this.opts.workerName,
-    )) as [string, number, number, number, string, number, string, unknown];
+    )) as [string, number, number, number, string, number, string, unknown, string, number, string];
     const best = r[0] ? { jobId: r[0], priority: Number(r[1]), stranded: Number(r[2]), enqueuedAt: Number(r[3]) } : null;
     let claimed: Claimed | null = null;
     if (claim && best !== null && Array.isArray(r[7]) && r[7].length > 0) {
@@ -153,7 +173,8 @@ export class QueueHandle {
     }
     return {
       best,
-      starving: r[4] ? { jobId: r[4], enqueuedAt: Number(r[5]), holder: r[6] || null } : null,
+      starving: r[4] ? { jobId: r[4], enqueuedAt: Number(r[5]), holder: parseHolder(r[6]) } : null,
+      starvingElsewhere: r[8] ? { jobId: r[8], enqueuedAt: Number(r[9]), holder: parseHolder(r[10]) } : null,
       claimed,
     };
   }
@@ -182,9 +203,13 @@ export class QueueHandle {
     return { queue: this, job, token, deferredFailure: raw.defa ?? null };
   }
 
-  /** Holds (or renews) this node's reservation for a starving job; false when another node holds it. */
-  async reserve(jobId: string, nodeName: string, ttlMs: number): Promise<boolean> {
-    return (await this.cmd.reserveJob(`${this.jobKey(jobId)}:ip-reserved`, nodeName, ttlMs)) === 1;
+  /**
+   * Holds, renews or takes over the reservation for a starving job, saying by when this node
+   * could start it at the latest; false when another node holds it and would start it as soon.
+   */
+  async reserve(jobId: string, nodeName: string, ttlMs: number, shadow: number): Promise<boolean> {
+    const key = `${this.jobKey(jobId)}:ip-reserved`;
+    return (await this.cmd.reserveJob(key, nodeName, ttlMs, Math.round(shadow), Date.now())) === 1;
   }
 
   /** The job's requirement string, to plan a reservation. */

@@ -1,12 +1,23 @@
 --[[
-  Holds, or keeps holding, a reservation for a starving job: the node that holds it stops
-  taking jobs that would use the devices the job needs, so they drain for it. One node at a
-  time; the reservation lapses if its holder stops renewing it (it died).
-  KEYS[1] the job's reservation key ("<job key>:ip-reserved")
-  ARGV[1] node name  ARGV[2] ttl ms
+  Holds, renews or takes over the reservation for a starving job: the node that holds it stops
+  taking jobs that would use the devices the job needs (except jobs that end before it could
+  start), so they drain for it. One node at a time: the one that could start it soonest. A node
+  takes the reservation over when its shadow time (the latest the job could start there) is
+  earlier than the holder's by more than a tenth of the holder's remaining wait, so two nodes do
+  not trade it back and forth. The reservation lapses if its holder stops renewing it (it died).
+  KEYS[1] the job's reservation key ("<job key>:ip-reserved", value "node|shadow ms")
+  ARGV[1] node name  ARGV[2] ttl ms  ARGV[3] this node's shadow time (ms)  ARGV[4] now (ms)
   Returns 1 when this node holds it now, 0 when another node does.
 ]]
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local current = redis.call('GET', KEYS[1])
+if current then
+  local by, shadow = string.match(current, '^(.*)|(%d+)$')
+  if not by then by = current end
+  if by ~= ARGV[1] then
+    local mine, now = tonumber(ARGV[3]), tonumber(ARGV[4])
+    shadow = tonumber(shadow)
+    if not shadow or mine >= shadow - (shadow - now) / 10 then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'PX', ARGV[2])
 return 1

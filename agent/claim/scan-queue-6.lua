@@ -5,30 +5,36 @@
   devices it would use (best fit), the oldest first on a tie. Claims nothing (claim-job does).
 
   It also names the first job that does not fit now but would fit this node empty and has
-  waited past the starvation bound, with who holds a reservation for it, if anyone.
+  waited past the starvation bound and that no other node holds a reservation for (or that
+  this node holds), and the first such job another node holds, with its holder ("node|shadow
+  ms"), so this node can take over a reservation it would serve sooner.
+
+  A device held for a starving job comes with the time that job could start at the latest; it
+  takes only jobs whose time limit (`t`) ends by then.
 
   With a lock token it also claims the job it chose, in the same step, exactly as BullMQ's
   moveToActive would (so BullMQ's lock extension, stalled check and moveToFinished treat it as
   any other active job): agents racing for the same queue each get a job, not the same one.
 
   A job's requirements are read from the string at the head of its payload
-  (`{"v":2,"req":"g=..;m=..;f=..;c=..;r=..;n=..;s=..;p=..;u=.."`) without decoding the rest.
+  (`{"v":2,"req":"g=..;m=..;f=..;c=..;r=..;n=..;s=..;p=..;t=..;u=.."`) without decoding the rest.
 
   KEYS[1] wait  KEYS[2] prioritized  KEYS[3] meta  KEYS[4] active  KEYS[5] events  KEYS[6] marker
   ARGV[1] job key prefix ("<queue prefix>:<queue name>:")
   ARGV[2] agent state, json:
-          {"gpus": [[family, MiB free, MiB total], ...], "cpu": n, "ram": MiB, "slots": n,
+          {"gpus": [[family, MiB free, MiB total (, held until ms)], ...], "cpu": n, "ram": MiB, "slots": n,
            "node": name, "labels": {k: v}, "prices": [per GPU-h, per core-h, per GiB-h],
            "capped": [owner, ...], "skip": [job id, ...]}
   ARGV[3] the same resources as if the node were empty (its capacity)
   ARGV[4] how many waiting jobs to look at  ARGV[5] now ms  ARGV[6] starvation bound ms
   ARGV[7] lock token ('' to only look)  ARGV[8] lock duration ms  ARGV[9] worker name
   Returns {best id, its priority, its stranded MiB, its timestamp,
-           starving id, its timestamp, its reservation holder,
-           the claimed job's hash (flat) or {} }   ('' / 0 when none)
+           starving id, its timestamp, its reservation (this node's or ''),
+           the claimed job's hash (flat) or {},
+           starving job another node holds, its timestamp, its reservation }   ('' / 0 when none)
 ]]
 local prefix = ARGV[1]
-if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {'', 0, 0, 0, '', 0, '', {}} end
+if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {'', 0, 0, 0, '', 0, '', {}, '', 0, ''} end
 local free = cjson.decode(ARGV[2])
 local capacity = cjson.decode(ARGV[3])
 local limit = tonumber(ARGV[4])
@@ -45,7 +51,7 @@ local function parse(data)
   if not head then return nil end
   local f = {}
   for k, v in string.gmatch(head, '(%a)=([^;]*)') do f[k] = v end
-  local req = { g = tonumber(f.g), m = tonumber(f.m), c = tonumber(f.c), r = tonumber(f.r), n = f.n, u = f.u, p = f.p }
+  local req = { g = tonumber(f.g), m = tonumber(f.m), c = tonumber(f.c), r = tonumber(f.r), n = f.n, u = f.u, p = f.p, t = tonumber(f.t) }
   if not (req.g and req.m and req.c and req.r and f.f) then return nil end
   if f.f ~= '*' then
     req.f = {}
@@ -78,8 +84,9 @@ local function fit(req, res)
   end
   local byFamily = {}
   for _, gpu in ipairs(res.gpus) do
-    local fam, mib, total = gpu[1], gpu[2], gpu[3]
-    if mib >= req.m and (req.f == nil or req.f[fam]) then
+    local fam, mib, total, heldUntil = gpu[1], gpu[2], gpu[3], gpu[4]
+    local usable = heldUntil == nil or (req.t ~= nil and now + req.t * 1000 <= heldUntil)
+    if usable and mib >= req.m and (req.f == nil or req.f[fam]) then
       byFamily[fam] = byFamily[fam] or {}
       table.insert(byFamily[fam], { mib, total })
     end
@@ -116,6 +123,7 @@ end
 
 local bestId, bestPri, bestStranded, bestTs, bestInWait = '', 0, 0, 0, false
 local starvingId, starvingTs, holder = '', 0, ''
+local otherId, otherTs, otherHolder = '', 0, ''
 for n, id in ipairs(candidates) do
   -- Nothing later can beat a perfect fit of the best priority seen (later jobs are younger, and
   -- in the prioritized set of the same or a lower priority), once the starving check is done.
@@ -141,8 +149,13 @@ for n, id in ipairs(candidates) do
       bestId, bestPri, bestStranded, bestTs, bestInWait = id, pri, stranded, ts, n <= #waiting
     end
   elseif starvingId == '' and req and not skip[id] and not capped[req.u] and now - ts >= starvation and fit(req, capacity) then
-    starvingId, starvingTs = id, ts
-    holder = redis.call('GET', jobKey .. ':ip-reserved') or ''
+    local r = redis.call('GET', jobKey .. ':ip-reserved')
+    local by = r and (string.match(r, '^(.*)|') or r)
+    if not r or by == free.node then
+      starvingId, starvingTs, holder = id, ts, r or ''
+    elseif otherId == '' then
+      otherId, otherTs, otherHolder = id, ts, r
+    end
   end
 end
 local claimed = {}
@@ -158,4 +171,4 @@ if ARGV[7] ~= '' and bestId ~= '' then
   redis.call('ZADD', KEYS[6], 0, '0')
   claimed = redis.call('HGETALL', jobKey)
 end
-return {bestId, bestPri, bestStranded, bestTs, starvingId, starvingTs, holder, claimed}
+return {bestId, bestPri, bestStranded, bestTs, starvingId, starvingTs, holder, claimed, otherId, otherTs, otherHolder}

@@ -194,7 +194,13 @@ export class JobService {
             queue: j.queue,
             name: j.spec.job_name,
             priority: j.spec.priority,
-            payload: { v: JOB_PAYLOAD_VERSION, req: compactRequirements(j.spec.requirements, owner), job_id: j.id, owner, tier: j.tier },
+            payload: {
+              v: JOB_PAYLOAD_VERSION,
+              req: compactRequirements(j.spec.requirements, owner, j.spec.timeout_seconds),
+              job_id: j.id,
+              owner,
+              tier: j.tier,
+            },
           }),
         ),
       );

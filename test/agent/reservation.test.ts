@@ -62,8 +62,13 @@ describe('reservation', () => {
     });
     // Once past the bound, one node holds the reservation (a key only one can set).
     const reservationKey = `${new Keys(t.prefix).bullJob('gpu-80g', big)}:ip-reserved`;
-    const holderName = await waitFor('a reservation', async () => (await t.redis.get(reservationKey)) ?? undefined, 10_000);
+    // The value names the holder and by when the job could start there at the latest.
+    const held = await waitFor('a reservation', async () => (await t.redis.get(reservationKey)) ?? undefined, 10_000);
+    const [holderName, shadow] = held.split('|');
     expect(['big-1', 'big-2']).toContain(holderName);
+    // The small jobs hold the default one-day limit, so the latest start is about a day out.
+    expect(Number(shadow) - Date.now()).toBeGreaterThan(86_400_000 - 60_000);
+    expect(Number(shadow) - Date.now()).toBeLessThanOrEqual(86_400_000);
     const started = await jobs.status(big, 'running', 20_000);
     streaming = false;
     await stream;

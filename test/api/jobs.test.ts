@@ -55,7 +55,7 @@ describe('POST /jobs/', () => {
     const bull = await t.api.queues.get('gpu-8g').getJob(r.body.id);
     expect(bull?.data).toEqual({
       v: 2,
-      req: 'g=1;m=8192;f=*;c=4;r=16384;n=*;s=*;p=*;u=alice',
+      req: 'g=1;m=8192;f=*;c=4;r=16384;n=*;s=*;p=*;t=86400;u=alice',
       job_id: r.body.id,
       owner: 'alice',
       tier: 'gpu-8g',

@@ -24,6 +24,7 @@ const req = (r: Partial<CompactRequirements>): CompactRequirements => ({
   nodeName: null,
   nodeSelector: {},
   maxPricePerHour: null,
+  timeoutSeconds: null,
   owner: 'u',
   ...r,
 });
@@ -97,6 +98,39 @@ describe('device choice', () => {
     expect(b.place(req({ gpuCount: 2, gpuMemoryMiB: 70000, families: ['h100'] }), true)).toMatchObject({ gpuIndices: [2, 3] });
     expect(b.planHold('huge', req({ gpuCount: 8 }))).toBeNull();
   });
+
+  it('held devices take only jobs whose time limit ends before the held job could start (backfill)', () => {
+    const now = 1_000_000_000;
+    const min = 60_000;
+    const b = book();
+    // Devices 2 and 3 are busy until their jobs' time limits run out: 60 and 30 minutes.
+    b.reserve('c', { gpuIndices: [2], gpuMemoryMiB: 30000, cpuCores: 1, memoryMiB: 1024 }, now + 60 * min);
+    b.reserve('d', { gpuIndices: [3], gpuMemoryMiB: 20000, cpuCores: 1, memoryMiB: 1024 }, now + 30 * min);
+    const hold = b.planHold('big', req({ gpuCount: 2, gpuMemoryMiB: 70000, families: ['h100'] }));
+    expect(hold?.devices).toEqual([2, 3]);
+    b.setHold(hold);
+    // Both held devices have room once both jobs have been stopped: 60 minutes from now.
+    expect(b.shadowTime(now)).toBe(now + 60 * min);
+    const job = (timeoutSeconds: number | null) => req({ gpuMemoryMiB: 50000, families: ['h100'], timeoutSeconds });
+    expect(b.place(job(30 * 60), false, now)).toMatchObject({ gpuIndices: [2] });
+    expect(b.place(job(60 * 60), false, now)).toMatchObject({ gpuIndices: [2] });
+    expect(b.place(job(61 * 60), false, now)).toEqual({ reason: 'needs 1 h100 GPUs with 50000 MiB free each' });
+    expect(b.place(job(null), false, now)).toEqual({ reason: 'needs 1 h100 GPUs with 50000 MiB free each' });
+    // The scan script gets the held devices with the time by which a job on them must end.
+    expect(b.forClaim(now).gpus).toEqual([
+      ['h100', 11920, 81920],
+      ['h100', 41920, 81920],
+      ['h100', 51920, 81920, now + 60 * min],
+      ['h100', 61920, 81920, now + 60 * min],
+      ['a100', 40960, 40960],
+      ['a100', 40960, 40960],
+    ]);
+    // A job without a time limit on a held device means no shadow time: nothing backfills.
+    b.reserve('e', { gpuIndices: [3], gpuMemoryMiB: 15000, cpuCores: 1, memoryMiB: 1024 });
+    expect(b.shadowTime(now)).toBe(Number.POSITIVE_INFINITY);
+    expect(b.place(job(60), false, now)).toEqual({ reason: 'needs 1 h100 GPUs with 50000 MiB free each' });
+    expect(b.forClaim(now).gpus.map((g) => g.length)).toEqual([3, 3, 3, 3]);
+  });
 });
 
 describe('requirement strings', () => {
@@ -113,8 +147,9 @@ describe('requirement strings', () => {
         max_price_per_hour: 4.5,
       },
       'ana;"=,maria',
+      3600,
     );
-    expect(s).toBe('g=2;m=40000;f=h100,h200;c=8;r=65536;n=gpu-box-7;s=zone=eu-1,example.com/tier=a;p=4.5;u=ana%3B%22%3D%2Cmaria');
+    expect(s).toBe('g=2;m=40000;f=h100,h200;c=8;r=65536;n=gpu-box-7;s=zone=eu-1,example.com/tier=a;p=4.5;t=3600;u=ana%3B%22%3D%2Cmaria');
     expect(parseCompactRequirements(s)).toEqual({
       gpuCount: 2,
       gpuMemoryMiB: 40000,
@@ -124,6 +159,7 @@ describe('requirement strings', () => {
       nodeName: 'gpu-box-7',
       nodeSelector: { zone: 'eu-1', 'example.com/tier': 'a' },
       maxPricePerHour: 4.5,
+      timeoutSeconds: 3600,
       owner: 'ana;"=,maria',
     });
     expect(parseCompactRequirements('g=x')).toBeNull();
