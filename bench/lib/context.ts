@@ -86,7 +86,7 @@ export async function startStack(prefix: string, apiEnv: Record<string, string> 
           IMAGEPOD_DISK_MIN_FREE_MIB: '0',
           ...env,
         });
-        started.push(await Agent.start(config, pino({ level: 'silent' }), executor()));
+        started.push(await Agent.start(config, pino({ level: process.env.BENCH_AGENT_LOG ?? 'silent' }, pino.destination(2)), executor()));
       }
       agents.push(...started);
       return started;

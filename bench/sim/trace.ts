@@ -2,12 +2,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { seededRandom } from '../fleet.js';
 
 /**
- * A workload trace: one job a line, `arrival_s,duration_s,gpu_count,gpu_mem_mib,gpu_type`
- * (gpu_type empty for any GPU). The generator follows the shape of published GPU cluster traces
+ * A workload trace: one job a line, `arrival_s,duration_s,gpu_count,gpu_mem_mib,gpu_type,timeout_s`
+ * (gpu_type empty for any GPU; timeout_s, the time limit the user asked for, may be left out). The generator follows the shape of published GPU cluster traces
  * (Alibaba PAI 2020, "MLaaS in the Wild", NSDI '22): most jobs use one GPU and often only part
  * of its memory, a few use 2, 4 or 8 whole GPUs; durations are heavy-tailed (log-normal, median
  * about ten minutes, some running hours); arrivals are Poisson at a rate that keeps the fleet
- * busy. About a fifth of jobs ask for a GPU model.
+ * busy. About a fifth of jobs ask for a GPU model. Time limits are what users write: the run
+ * time padded by a factor between 1.2 and 4, rounded up to a quarter hour (Slurm's logs show
+ * limits of about two to three times the real run time on average).
  */
 export interface TraceJob {
   readonly arrival: number;
@@ -15,6 +17,8 @@ export interface TraceJob {
   readonly gpuCount: number;
   readonly gpuMemMiB: number;
   readonly gpuType: string;
+  /** The job's time limit (seconds). */
+  readonly timeout: number;
 }
 
 export interface TraceOptions {
@@ -74,7 +78,8 @@ export function generateTrace(o: TraceOptions): TraceJob[] {
             ['H100', 0.5],
           ] as const)
         : '';
-    shapes.push({ arrival: 0, duration, gpuCount, gpuMemMiB, gpuType });
+    const timeout = Math.ceil((duration * (1.2 + 2.8 * rand())) / 900) * 900;
+    shapes.push({ arrival: 0, duration, gpuCount, gpuMemMiB, gpuType, timeout });
   }
   // Pace arrivals so the offered GPU memory-time is `load` of the fleet's.
   const work = shapes.reduce((s, j) => s + j.gpuCount * j.gpuMemMiB * j.duration, 0) / shapes.length;
@@ -86,27 +91,33 @@ export function generateTrace(o: TraceOptions): TraceJob[] {
   });
 }
 
+const HEADER = 'arrival_s,duration_s,gpu_count,gpu_mem_mib,gpu_type';
+/** Without a time limit, a job may run a week. */
+const NO_LIMIT_S = 7 * 86400;
+
 export function writeTrace(path: string, jobs: readonly TraceJob[]): void {
   const lines = [
-    'arrival_s,duration_s,gpu_count,gpu_mem_mib,gpu_type',
-    ...jobs.map((j) => `${j.arrival},${j.duration},${j.gpuCount},${j.gpuMemMiB},${j.gpuType}`),
+    `${HEADER},timeout_s`,
+    ...jobs.map((j) => `${j.arrival},${j.duration},${j.gpuCount},${j.gpuMemMiB},${j.gpuType},${j.timeout}`),
   ];
   writeFileSync(path, `${lines.join('\n')}\n`);
 }
 
 export function readTrace(path: string): TraceJob[] {
   const [header, ...rows] = readFileSync(path, 'utf8').trim().split('\n');
-  if (header?.trim() !== 'arrival_s,duration_s,gpu_count,gpu_mem_mib,gpu_type') throw new Error(`${path}: not a trace (bad header)`);
+  const h = header?.trim();
+  if (h !== HEADER && h !== `${HEADER},timeout_s`) throw new Error(`${path}: not a trace (bad header)`);
   return rows.map((row, i) => {
-    const [arrival, duration, count, mem, type] = row.split(',');
+    const [arrival, duration, count, mem, type, timeout] = row.split(',');
     const j = {
       arrival: Number(arrival),
       duration: Number(duration),
       gpuCount: Number(count),
       gpuMemMiB: Number(mem),
       gpuType: (type ?? '').trim(),
+      timeout: timeout === undefined || timeout.trim() === '' ? NO_LIMIT_S : Number(timeout),
     };
-    if ([j.arrival, j.duration, j.gpuCount, j.gpuMemMiB].some((x) => !Number.isFinite(x)))
+    if ([j.arrival, j.duration, j.gpuCount, j.gpuMemMiB, j.timeout].some((x) => !Number.isFinite(x)))
       throw new Error(`${path}:${i + 2}: not a trace row`);
     return j;
   });
