@@ -1,3 +1,4 @@
+import { createPublicKey, createSecretKey } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import passport from 'passport';
 import { ExtractJwt, Strategy as JwtStrategy, type StrategyOptionsWithoutRequest } from 'passport-jwt';
@@ -47,9 +48,13 @@ class BearerStrategy extends PassportStrategy {
 
 export function configurePassport(config: ApiConfig, credentials: Credentials): passport.PassportStatic {
   const p = new passport.Passport() as unknown as passport.PassportStatic;
+  // A KeyObject made once: given a string, jsonwebtoken tries it as a PEM public key on every
+  // verify (and throws, for a secret), which cost more than the rest of a request.
+  const key = config.jwt.kind === 'secret' ? createSecretKey(Buffer.from(config.jwt.secret)) : createPublicKey(config.jwt.publicKey);
   const jwtOptions: StrategyOptionsWithoutRequest = {
     jwtFromRequest: bearer,
-    secretOrKey: config.jwt.kind === 'secret' ? config.jwt.secret : config.jwt.publicKey,
+    // The typings only name string and Buffer; jsonwebtoken takes a KeyObject as it is.
+    secretOrKey: key as unknown as Buffer,
     algorithms: [...config.jwt.algorithms],
     ...(config.jwt.issuer !== undefined && { issuer: config.jwt.issuer }),
     ...(config.jwt.audience !== undefined && { audience: config.jwt.audience }),

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heartbeat, RTX_4090_NODE, registerNode, startTestApi, type TestApi } from '../support/api.js';
@@ -143,5 +143,39 @@ describe('JWTs that must not get in', () => {
   it('a user token cannot act as admin by claiming it in the URL or body', async () => {
     expect((await t.req('GET', '/jobs/?user_id=bob', { token: t.tokens.alice })).status).toBe(403);
     expect((await t.req('POST', `/nodes/${ids.node}/cordon`, { token: t.tokens.alice, body: { role: 'admin' } })).status).toBe(403);
+  });
+});
+
+describe('JWTs from an identity provider (the API holds only its public key)', () => {
+  let idp: TestApi;
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  beforeAll(async () => {
+    idp = await startTestApi('auth-idp', { IMAGEPOD_JWT_SECRET: '', IMAGEPOD_JWT_PUBLIC_KEY: pem });
+  });
+  afterAll(async () => idp.close());
+
+  it('accepts a token the provider signed (ES256)', async () => {
+    const token = jwt.sign({ role: 'user' }, privateKey, { algorithm: 'ES256', subject: 'carol', expiresIn: 60 });
+    const r = await idp.req('GET', '/jobs/', { token });
+    expect(r.status, r.text).toBe(200);
+    expect(r.body.items).toEqual([]);
+  });
+
+  it.each([
+    [
+      'signed by another key',
+      () =>
+        jwt.sign({ role: 'admin' }, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, {
+          algorithm: 'ES256',
+          subject: 'carol',
+        }),
+    ],
+    // The classic confusion: an HMAC keyed with the public key's own text.
+    ['HS256 keyed with the public key', () => jwt.sign({ role: 'admin' }, pem, { algorithm: 'HS256', subject: 'carol' })],
+    ['expired', () => jwt.sign({ role: 'user' }, privateKey, { algorithm: 'ES256', subject: 'carol', expiresIn: -10 })],
+  ])('refuses a token %s → 401', async (_, make) => {
+    const r = await idp.req('GET', '/jobs/', { token: make() });
+    expect(r.status).toBe(401);
   });
 });
