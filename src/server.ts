@@ -28,16 +28,22 @@ export interface ApiServer {
 /** Wires the API together and listens. Used by `main.ts`, tests and benchmarks alike. */
 export async function startApiServer(config: ApiConfig, logger: Logger): Promise<ApiServer> {
   const redis = createRedis(config.redisUrl, 'api', 'imagepod-api');
+  // BullMQ defines its 60-odd scripts on the connection it is given, and ioredis copies every
+  // script a connection knows into each pipeline it makes (auto-pipelining makes one per tick):
+  // the queues get a connection of their own so ImagePod's commands do not pay for that.
+  const queueRedis = createRedis(config.redisUrl, 'api', 'imagepod-api-queues');
   let lastRedisError = '';
-  redis.on('error', (err: Error) => {
-    // A dead Redis repeats the same error on every reconnect attempt: log when it changes.
-    if (err.message !== lastRedisError) logger.warn({ err: err.message }, 'redis connection error');
-    lastRedisError = err.message;
-  });
-  redis.on('ready', () => {
-    if (lastRedisError !== '') logger.info('redis connection restored');
-    lastRedisError = '';
-  });
+  for (const conn of [redis, queueRedis]) {
+    conn.on('error', (err: Error) => {
+      // A dead Redis repeats the same error on every reconnect attempt: log when it changes.
+      if (err.message !== lastRedisError) logger.warn({ err: err.message }, 'redis connection error');
+      lastRedisError = err.message;
+    });
+    conn.on('ready', () => {
+      if (lastRedisError !== '') logger.info('redis connection restored');
+      lastRedisError = '';
+    });
+  }
   const keys = new Keys(config.keyPrefix);
   const tiers = new TierTable(config.tierBoundsMiB);
   const credentials = new Credentials(redis, keys, config.registrationToken);
@@ -47,7 +53,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
     heartbeatTtlMs: config.heartbeatTtlMs,
     cappedUsers: () => accounting.cappedUsers(),
   });
-  const queues = new JobQueues(redis, keys, tiers, config.jobRetentionSeconds, () => {});
+  const queues = new JobQueues(queueRedis, keys, tiers, config.jobRetentionSeconds, () => {});
   const store = new JobStore(redis, keys, tiers);
   const waitReasons = new WaitReasons(nodes, accounting);
   const jobs = new JobService(redis, keys, tiers, store, queues, nodes, accounting, waitReasons, config.limits, config.jobRetentionSeconds);
@@ -90,6 +96,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await queues.close();
       redis.disconnect();
+      queueRedis.disconnect();
     },
   };
 }
