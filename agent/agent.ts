@@ -88,6 +88,8 @@ export class Agent {
     const gpus = await this.discoverGpus();
     this.executor = await this.chooseExecutor(gpus.mode === 'nvidia');
     const api = new ApiClient(config.apiUrl, logger);
+    // Closers run last first: the API connections go after everything that reports.
+    this.closers.push(() => api.close());
     const maxJobs = config.node.maxConcurrentJobs ?? Math.max(2, 2 * gpus.devices.length);
     const { identity, plane } = await this.identify(api, facts, gpus, maxJobs);
     this.identity = identity;

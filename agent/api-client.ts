@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { AgentConfig as ControlPlaneConfig } from '../src/domain/schemas/agent.js';
 import type { JobLogAppend, JobStatusReport, JobView } from '../src/domain/schemas/job.js';
 import type { AgentRegisterBody, HeartbeatAck, HeartbeatBody, NodeView } from '../src/domain/schemas/node.js';
+import { HttpExchanger } from './http-exchange.js';
 
 /** The API answered, with an error status. */
 export class ApiError extends Error {
@@ -46,10 +47,19 @@ const REQUEST_TIMEOUT_MS = 15_000;
 export class ApiClient {
   private apiKey: string | null = null;
 
+  private readonly http: HttpExchanger;
+
   constructor(
     private readonly baseUrl: string,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.http = new HttpExchanger(baseUrl);
+  }
+
+  /** Closes the kept-alive connections. */
+  close(): void {
+    this.http.close();
+  }
 
   setApiKey(key: string): void {
     this.apiKey = key;
@@ -85,18 +95,19 @@ export class ApiClient {
       retry.signal?.throwIfAborted();
       let transient: string;
       try {
-        const res = await fetch(`${this.baseUrl}/gpu-workers${path}`, {
+        const res = await this.http.send(
+          `${this.baseUrl}/gpu-workers${path}`,
           method,
-          headers: {
+          {
             ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
             ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
           },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.any([AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...(retry.signal ? [retry.signal] : [])]),
-        });
-        const text = await res.text();
+          body === undefined ? undefined : JSON.stringify(body),
+          AbortSignal.any([AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...(retry.signal ? [retry.signal] : [])]),
+        );
+        const text = res.text;
         const parsed = text === '' ? null : safeJson(text);
-        if (res.ok) return parsed as T;
+        if (res.status >= 200 && res.status < 300) return parsed as T;
         const err = parsed as { error?: string; message?: string } | null;
         if (res.status < 500 && res.status !== 429) {
           throw new ApiError(res.status, err?.error ?? 'error', err?.message ?? `HTTP ${res.status}`);

@@ -1,5 +1,5 @@
 import { realpath, statfs } from 'node:fs/promises';
-import { availableParallelism, machine } from 'node:os';
+import { availableParallelism, cpus, machine } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import si from 'systeminformation';
 
@@ -69,18 +69,48 @@ export async function readHostFacts(diskPath: string): Promise<HostFacts> {
 }
 
 /**
- * Reads the figures that move. The CPU load is measured since the previous call in this process
- * (the first call samples for about half a second), so a heartbeat loop gets the load over its interval.
+ * Reads the figures that move. The CPU load is over the time since the previous call in this
+ * process (the first call: since the agent started), so a heartbeat loop gets the load over its interval.
  */
 export async function readHostLive(diskPath: string): Promise<HostLive> {
-  const [mem, disk, load] = await Promise.all([si.mem(), diskFree(diskPath), si.currentLoad()]);
+  const [mem, disk] = await Promise.all([si.mem(), diskFree(diskPath)]);
   return {
     // "available" counts reclaimable page cache, unlike "free", so it is what a new job could really get.
     memory_available: toMiB(mem.available),
     disk_available: disk,
-    cpu_load_percent: Math.round(load.currentLoad * 10) / 10,
+    cpu_load_percent: cpuLoad.percent(),
   };
 }
+
+/**
+ * Busy share of all cores between calls, from the kernel's per-core time counters (os.cpus()).
+ * systeminformation's currentLoad() runs `cat /proc/stat` with execSync, which stops the agent's
+ * event loop, claims included, for tens of milliseconds on every heartbeat.
+ */
+class CpuLoadMeter {
+  private last = CpuLoadMeter.sample();
+
+  private static sample(): { busy: number; total: number } {
+    let busy = 0;
+    let total = 0;
+    for (const { times } of cpus()) {
+      const all = times.user + times.nice + times.sys + times.idle + times.irq;
+      total += all;
+      busy += all - times.idle;
+    }
+    return { busy, total };
+  }
+
+  percent(): number {
+    const now = CpuLoadMeter.sample();
+    const total = now.total - this.last.total;
+    const busy = now.busy - this.last.busy;
+    if (total <= 0) return 0;
+    this.last = now;
+    return Math.round(Math.min(100, Math.max(0, (100 * busy) / total)) * 10) / 10;
+  }
+}
+const cpuLoad = new CpuLoadMeter();
 
 /**
  * Free MiB on the filesystem holding `diskPath`, from statfs(2): no `df` process on every

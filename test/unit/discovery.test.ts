@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -365,5 +365,14 @@ describe('host facts', () => {
     expect(live.disk_available).toBeLessThanOrEqual(facts.disk_total ?? 0);
     expect(live.cpu_load_percent).toBeGreaterThanOrEqual(0);
     expect(live.cpu_load_percent).toBeLessThanOrEqual(100);
+  });
+
+  it('measures the CPU load over the time since the last reading', async () => {
+    await readHostLive('/');
+    // Keep one core busy: the next reading must see it (1/cores of the machine at least).
+    const until = performance.now() + 300;
+    while (performance.now() < until) Math.sqrt(Math.random());
+    const live = await readHostLive('/');
+    expect(live.cpu_load_percent).toBeGreaterThanOrEqual(Math.floor(50 / availableParallelism()));
   });
 });
