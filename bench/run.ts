@@ -73,6 +73,14 @@ try {
   line('sustained', `${hb.sustained.toFixed(0)} beats/s`, hb.errors > 0 ? `(${hb.errors} errors)` : '');
   line('API latency', `p50 ${ms(hb.p50)}`, `p99 ${ms(hb.p99)} (goal p99 < 50 ms at 10,000/s)`);
   line('Redis CPU per beat', `${hb.redisMicrosPerBeat.toFixed(1)} us`);
+  // What one API process sustains with headroom, for sizing: a tenth of the fleet beating.
+  const tenth = { nodes: fleet.nodes.slice(0, Math.ceil(FLEET / 10)) };
+  const light = await heartbeatLoad(stack, tenth, Math.min(5, HEARTBEAT_SECONDS));
+  line(
+    `the same at ${light.offered} beats/s`,
+    `${light.sustained.toFixed(0)} beats/s`,
+    `API p50 ${ms(light.p50)}  p99 ${ms(light.p99)}${light.errors > 0 ? ` (${light.errors} errors)` : ''}`,
+  );
 
   console.log(`\nGET /available-nodes/ over ${FLEET} live nodes, 300 sequential requests each:`);
   for (const r of await availableNodesLatency(stack, 300)) line(r.label, `p50 ${ms(r.p50)}`, `p99 ${ms(r.p99)}`);

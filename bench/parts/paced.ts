@@ -26,18 +26,21 @@ async function paced(rate: number, seconds: number, fn: (i: number) => Promise<v
 export async function rawPaced(stack: BenchStack, rate: number, seconds: number): Promise<Latency> {
   const queue = new Queue('raw-paced', { connection: stack.client, prefix: 'raw' });
   const waits: number[] = [];
+  // BullMQ leaves a connection it was given open: this one is closed below.
+  const workerConnection = stack.client.duplicate({ maxRetriesPerRequest: null });
   const worker = new Worker(
     'raw-paced',
     async (job) => {
       waits.push(Date.now() - job.timestamp);
     },
-    { connection: stack.client.duplicate({ maxRetriesPerRequest: null }), prefix: 'raw', concurrency: 50 },
+    { connection: workerConnection, prefix: 'raw', concurrency: 50 },
   );
   await paced(rate, seconds, async (i) => {
     await queue.add('noop', { i, pad: 'x'.repeat(80) });
   });
   await until(async () => waits.length >= rate * seconds, 60_000, 10);
   await worker.close();
+  workerConnection.disconnect();
   await queue.obliterate({ force: true });
   await queue.close();
   waits.sort((a, b) => a - b);
@@ -57,13 +60,16 @@ export async function imagepodPaced(stack: BenchStack, rate: number, seconds: nu
     if (r.status !== 201) throw new Error(`submit: ${r.status} ${r.text.slice(0, 200)}`);
     ids.push((JSON.parse(r.text) as { id: string }).id);
   });
+  // Read each job once it has succeeded; only the ones still running are asked again.
   const waits: number[] = [];
+  let pending = ids;
   await until(
     async () => {
-      waits.length = 0;
-      for (let i = 0; i < ids.length; i += 100) {
+      const still: string[] = [];
+      for (let i = 0; i < pending.length; i += 100) {
+        const batch = pending.slice(i, i + 100);
         const views = await Promise.all(
-          ids.slice(i, i + 100).map(
+          batch.map(
             async (id) =>
               JSON.parse((await client.send('GET', `/gpu-workers/jobs/${id}`, stack.token)).text) as {
                 created_at: string;
@@ -72,10 +78,13 @@ export async function imagepodPaced(stack: BenchStack, rate: number, seconds: nu
               },
           ),
         );
-        for (const v of views)
+        for (const [k, v] of views.entries()) {
           if (v.status === 'succeeded') waits.push(Date.parse(v.assigned_at ?? v.created_at) - Date.parse(v.created_at));
+          else still.push(batch[k] as string);
+        }
       }
-      return waits.length >= ids.length;
+      pending = still;
+      return pending.length === 0;
     },
     120_000,
     500,
