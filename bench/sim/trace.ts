@@ -3,7 +3,8 @@ import { seededRandom } from '../fleet.js';
 
 /**
  * A workload trace: one job a line, `arrival_s,duration_s,gpu_count,gpu_mem_mib,gpu_type,timeout_s`
- * (gpu_type empty for any GPU; timeout_s, the time limit the user asked for, may be left out). The generator follows the shape of published GPU cluster traces
+ * (gpu_type empty for any GPU; timeout_s, the time limit the user asked for, may be left out).
+ * The generator follows the shape of published GPU cluster traces
  * (Alibaba PAI 2020, "MLaaS in the Wild", NSDI '22): most jobs use one GPU and often only part
  * of its memory, a few use 2, 4 or 8 whole GPUs; durations are heavy-tailed (log-normal, median
  * about ten minutes, some running hours); arrivals are Poisson at a rate that keeps the fleet
