@@ -102,6 +102,7 @@ export class Agent {
       maxJobs,
       reservedCpuCores: config.node.reservedCpuCores,
       reservedMemoryMiB: config.node.reservedMemoryMiB,
+      endAllowanceMs: config.claim.endAllowanceMs,
     });
     this.resources.updateLive((await gpus.read()).live);
 

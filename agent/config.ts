@@ -70,6 +70,7 @@ const schema = z
     IMAGEPOD_CLAIM_SCAN_LIMIT: envInt(1, 10_000).default(256),
     IMAGEPOD_RESCAN_INTERVAL_MS: envInt(100).default(30_000),
     IMAGEPOD_STARVATION_MS: envInt(0).default(300_000),
+    IMAGEPOD_END_ALLOWANCE_MS: envInt(0).default(90_000),
     IMAGEPOD_HEARTBEAT_INTERVAL_MS: envInt(100).optional(),
     IMAGEPOD_DISK_PATH: envString().optional(),
     IMAGEPOD_DISK_MIN_FREE_MIB: envInt(0).default(1024),
@@ -137,6 +138,8 @@ export interface AgentConfig {
     readonly scanLimit: number;
     readonly rescanIntervalMs: number;
     readonly starvationMs: number;
+    /** How long past its time limit a job may hold its resources (pull, stop grace), for shadow times. */
+    readonly endAllowanceMs: number;
   };
   readonly heartbeatIntervalMs: number | undefined;
   readonly shutdownGraceMs: number;
@@ -195,6 +198,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
       scanLimit: e.IMAGEPOD_CLAIM_SCAN_LIMIT,
       rescanIntervalMs: e.IMAGEPOD_RESCAN_INTERVAL_MS,
       starvationMs: e.IMAGEPOD_STARVATION_MS,
+      endAllowanceMs: e.IMAGEPOD_END_ALLOWANCE_MS,
     },
     heartbeatIntervalMs: e.IMAGEPOD_HEARTBEAT_INTERVAL_MS,
     shutdownGraceMs: e.IMAGEPOD_SHUTDOWN_GRACE_MS,

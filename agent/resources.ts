@@ -40,9 +40,15 @@ export interface HostShape {
   readonly maxJobs: number;
   readonly reservedCpuCores: number;
   readonly reservedMemoryMiB: number;
+  /**
+   * How long past its time limit, counted from its claim, a job may still hold its resources: its
+   * image pull (the limit counts from container start), the stop grace period, the last report.
+   * A job whose pull takes longer can hold them past its deadline by the difference.
+   */
+  readonly endAllowanceMs: number;
 }
 
-/** Devices, cores and RAM held back for one starving job. */
+/** Devices, cores, RAM and one job slot held back for one starving job. */
 export interface Hold {
   readonly jobId: string;
   readonly devices: readonly number[];
@@ -153,12 +159,21 @@ export class ResourceBook {
 
   /**
    * The latest time the held job can start (its shadow time): when, with every running job
-   * stopped at its deadline, each held device has the memory it needs. Null without a hold;
-   * another hold (one being planned) may be asked about.
+   * stopped at its deadline, each held device has the memory it needs and the node has the cores,
+   * RAM and a job slot. Null without a hold; another hold (one being planned) may be asked about.
    */
   shadowTime(now = Date.now(), hold: Hold | null = this.held): number | null {
     if (hold === null) return null;
-    return hold.devices.reduce((latest, index) => Math.max(latest, this.roomAt(index, hold.gpuMemoryMiB, now)), now);
+    const running = [...this.jobs].map(([id, p]) => ({ p, at: this.deadlines.get(id) ?? Number.POSITIVE_INFINITY }));
+    const cpu = this.host.cpuCores - this.host.reservedCpuCores;
+    const ram = this.host.memoryMiB - this.host.reservedMemoryMiB;
+    return Math.max(
+      now,
+      ...hold.devices.map((index) => this.roomAt(index, hold.gpuMemoryMiB, now)),
+      freedBy(running, (p) => p.cpuCores, cpu, hold.cpuCores, now),
+      freedBy(running, (p) => p.memoryMiB, ram, hold.memoryMiB, now),
+      freedBy(running, () => 1, this.host.maxJobs, 1, now),
+    );
   }
 
   /** When a device will have `mib` free at the latest, its running jobs stopped at their deadlines. */
@@ -178,9 +193,19 @@ export class ResourceBook {
     return Number.POSITIVE_INFINITY;
   }
 
-  /** Whether a job with this time limit may use held devices: it ends before the shadow time. */
+  /** When a job claimed now with this time limit will have let go of its resources at the latest. */
+  deadlineFor(req: CompactRequirements | null, now = Date.now()): number {
+    return req?.timeoutSeconds != null ? now + req.timeoutSeconds * 1000 + this.host.endAllowanceMs : Number.POSITIVE_INFINITY;
+  }
+
+  /** Whether a job with this time limit may use held devices: it will have ended by the shadow time. */
   private mayBackfill(req: CompactRequirements, shadow: number | null, now: number): boolean {
-    return shadow !== null && Number.isFinite(shadow) && req.timeoutSeconds !== null && now + req.timeoutSeconds * 1000 <= shadow;
+    return shadow !== null && Number.isFinite(shadow) && this.deadlineFor(req, now) <= shadow;
+  }
+
+  /** Job slots for jobs other than the held one. */
+  private get slotsForOthers(): number {
+    return Math.max(0, this.slotsFree - (this.held === null ? 0 : 1));
   }
 
   /**
@@ -194,7 +219,9 @@ export class ResourceBook {
     const hold = forHeldJob ? null : this.held;
     const cpuFree = this.cpuFree - (hold?.cpuCores ?? 0);
     const memFree = this.memoryFree - (hold?.memoryMiB ?? 0);
-    if (this.slotsFree === 0) return { reason: `all ${this.host.maxJobs} job slots are taken` };
+    if ((hold === null ? this.slotsFree : this.slotsForOthers) === 0) {
+      return { reason: `all ${this.host.maxJobs} job slots are taken${hold === null ? '' : ' (one is held)'}` };
+    }
     if (req.cpuCores > cpuFree) return { reason: `needs ${req.cpuCores} CPU cores, ${cpuFree} free` };
     if (req.memoryMiB > memFree) return { reason: `needs ${req.memoryMiB} MiB RAM, ${memFree} free` };
     const base = { gpuMemoryMiB: req.gpuMemoryMiB, cpuCores: req.cpuCores, memoryMiB: req.memoryMiB };
@@ -264,13 +291,15 @@ export class ResourceBook {
   }
 
   /**
-   * What the scan script may hand out: held cores and RAM left out, held devices marked with the
-   * shadow time (or left out when no job could end before it).
+   * What the scan script may hand out: held cores, RAM and slot left out, held devices marked with
+   * the time by which a job's limit must end for it to be done by the shadow time (or left out
+   * when no job could).
    */
   forClaim(now = Date.now()): ClaimResources {
     const hold = this.held;
     const shadow = this.shadowTime(now);
-    const backfillUntil = shadow !== null && Number.isFinite(shadow) && shadow > now ? shadow : null;
+    const until = shadow === null ? null : shadow - this.host.endAllowanceMs;
+    const backfillUntil = until !== null && Number.isFinite(until) && until > now ? until : null;
     return {
       gpus: this.deviceList
         .filter((d) => this.isHealthy(d.index) && (backfillUntil !== null || !hold?.devices.includes(d.index)))
@@ -281,7 +310,7 @@ export class ResourceBook {
         }),
       cpu: Math.max(0, this.cpuFree - (hold?.cpuCores ?? 0)),
       ram: Math.max(0, this.memoryFree - (hold?.memoryMiB ?? 0)),
-      slots: this.slotsFree,
+      slots: this.slotsForOthers,
     };
   }
 
@@ -294,4 +323,24 @@ export class ResourceBook {
       slots: this.host.maxJobs,
     };
   }
+}
+
+/**
+ * When `need` of a resource of which the node has `capacity` is free at the latest, the running
+ * jobs stopped at their deadlines (`now` if it is free already; never, if it cannot be).
+ */
+function freedBy(
+  running: readonly { p: Placement; at: number }[],
+  amount: (p: Placement) => number,
+  capacity: number,
+  need: number,
+  now: number,
+): number {
+  let free = capacity - running.reduce((s, r) => s + amount(r.p), 0);
+  if (free >= need) return now;
+  for (const r of [...running].sort((a, b) => a.at - b.at)) {
+    free += amount(r.p);
+    if (free >= need) return r.at;
+  }
+  return Number.POSITIVE_INFINITY;
 }

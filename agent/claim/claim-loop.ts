@@ -121,9 +121,10 @@ export class ClaimLoop {
 
   /** One pass; true when something changed and another pass may claim more. */
   private async pass(): Promise<boolean> {
-    if (this.resources.slotsFree === 0) return false;
+    // The reservation is renewed even when every slot is taken, or it would lapse meanwhile.
     const reserved = await this.serveReservation();
     if (reserved) return true;
+    if (this.resources.slotsFree === 0) return false;
 
     const { state, capacity } = this.state();
     const { scanLimit, starvationMs } = this.opts;
@@ -163,9 +164,16 @@ export class ClaimLoop {
   private async serveReservation(): Promise<boolean> {
     const res = this.reservation;
     if (res === null) return false;
-    if (!(await res.queue.reserve(res.jobId, this.self().name, this.reservationTtl, this.shadowOrFar(this.resources.shadowTime())))) {
-      this.dropReservation('another node would start it sooner, or holds it');
-      return false;
+    const renewed = await res.queue.reserve(
+      res.jobId,
+      this.self().name,
+      this.reservationTtl,
+      this.shadowOrFar(this.resources.shadowTime()),
+    );
+    if (renewed !== 'held') {
+      this.dropReservation(renewed === 'gone' ? 'it no longer waits' : 'another node would start it sooner, or holds it');
+      // Something else may fit on what was held.
+      return renewed === 'gone';
     }
     const placement = this.resources.place(res.req, true);
     if ('reason' in placement) return false;
@@ -191,9 +199,10 @@ export class ClaimLoop {
    */
   private async considerReservation(scans: readonly { q: QueueHandle; r: ScanResult }[]): Promise<boolean> {
     const me = this.self().name;
+    // Jobs nobody holds first, oldest first: a takeover only moves a job that has a holder already.
     const candidates = scans
       .flatMap(({ q, r }) => [r.starving, r.starvingElsewhere].filter((s): s is Starving => s !== null).map((s) => ({ q, s })))
-      .sort((a, b) => a.s.enqueuedAt - b.s.enqueuedAt);
+      .sort((a, b) => Number(a.s.holder !== null) - Number(b.s.holder !== null) || a.s.enqueuedAt - b.s.enqueuedAt);
     for (const { q, s } of candidates.slice(0, 3)) {
       const req = await this.requirementsOf(q, s.jobId);
       if (req === null) continue;
@@ -205,7 +214,7 @@ export class ClaimLoop {
       // Another node's reservation: only worth taking over when this node would start the job
       // clearly sooner (the script checks again, atomically).
       if (s.holder !== null && s.holder.node !== me && theirs !== null && shadow >= theirs - (theirs - now) / 10) continue;
-      if (!(await q.reserve(s.jobId, me, this.reservationTtl, shadow))) continue;
+      if ((await q.reserve(s.jobId, me, this.reservationTtl, shadow)) !== 'held') continue;
       this.resources.setHold(hold);
       this.reservation = { queue: q, jobId: s.jobId, req };
       this.logger.info(
@@ -256,9 +265,8 @@ export class ClaimLoop {
       void claimed.job.moveToWait(claimed.token).catch(() => {});
       return;
     }
-    // Stopped at the latest one time limit from now: what backfill and shadow times reckon with.
-    const deadline = req?.timeoutSeconds != null ? Date.now() + req.timeoutSeconds * 1000 : Number.POSITIVE_INFINITY;
-    this.resources.reserve(id, chosen, deadline);
+    // Gone at the latest one time limit (and the allowance) from now: what shadow times reckon with.
+    this.resources.reserve(id, chosen, this.resources.deadlineFor(req));
     this.run(claimed, chosen);
   }
 }

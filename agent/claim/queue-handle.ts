@@ -25,6 +25,9 @@ export interface Claimed {
   readonly deferredFailure: string | null;
 }
 
+/** A reservation asked for: this node holds it, another does, or the job no longer waits. */
+export type ReserveOutcome = 'held' | 'elsewhere' | 'gone';
+
 /** What a scan of one queue found (see scan-queue-6.lua). */
 export interface ScanResult {
   readonly best: { readonly jobId: string; readonly priority: number; readonly stranded: number; readonly enqueuedAt: number } | null;
@@ -71,7 +74,7 @@ const lua = (file: string) => readFileSync(new URL(file, import.meta.url), 'utf8
 const SCRIPTS = {
   scanQueue: { lua: lua('./scan-queue-6.lua'), numberOfKeys: 6 },
   claimJob: { lua: lua('./claim-job-6.lua'), numberOfKeys: 6 },
-  reserveJob: { lua: lua('./reserve-job-1.lua'), numberOfKeys: 1 },
+  reserveJob: { lua: lua('./reserve-job-2.lua'), numberOfKeys: 2 },
 } as const;
 
 type Commands = {
@@ -207,9 +210,11 @@ export class QueueHandle {
    * Holds, renews or takes over the reservation for a starving job, saying by when this node
    * could start it at the latest; false when another node holds it and would start it as soon.
    */
-  async reserve(jobId: string, nodeName: string, ttlMs: number, shadow: number): Promise<boolean> {
-    const key = `${this.jobKey(jobId)}:ip-reserved`;
-    return (await this.cmd.reserveJob(key, nodeName, ttlMs, Math.round(shadow), Date.now())) === 1;
+  /** Holds, renews or takes over a job's reservation (see reserve-job-2.lua). */
+  async reserve(jobId: string, nodeName: string, ttlMs: number, shadow: number): Promise<ReserveOutcome> {
+    const jobKey = this.jobKey(jobId);
+    const r = await this.cmd.reserveJob(`${jobKey}:ip-reserved`, jobKey, nodeName, ttlMs, Math.round(shadow), Date.now());
+    return r === 1 ? 'held' : r === -1 ? 'gone' : 'elsewhere';
   }
 
   /** The job's requirement string, to plan a reservation. */

@@ -2,7 +2,7 @@
  * Replays a workload trace against a fleet of simulated agents (the real agent and its claim
  * code, on real Redis, with jobs that only pretend to run), time compressed, and compares what
  * it achieved with an offline best-fit-decreasing schedule of the same trace.
- *   npm run sim -- [trace.csv] [--jobs 1500] [--nodes 12] [--speed 250] [--bound 3600] [--load 0.9]
+ *   npm run sim -- [trace.csv] [--jobs 1500] [--nodes 12] [--speed 250] [--bound 3600] [--starvation 3600] [--load 0.9]
  *   npm run sim:trace -- --out trace.csv [--jobs 1500] [--nodes 12]     (writes a trace)
  * Times are in trace seconds; --speed 250 plays 250 trace seconds in one real second. Faster
  * speeds multiply the platform's real latencies (a 100 ms claim becomes 25 trace seconds).
@@ -23,6 +23,8 @@ const { values, positionals } = parseArgs({
     nodes: { type: 'string', default: '12' },
     speed: { type: 'string', default: '250' },
     bound: { type: 'string', default: '3600' },
+    // When a waiting job gets a reservation (the agents' IMAGEPOD_STARVATION_MS); default: the bound.
+    starvation: { type: 'string' },
     load: { type: 'string', default: '0.9' },
     seed: { type: 'string', default: '2020' },
     out: { type: 'string' },
@@ -39,6 +41,7 @@ if (values.out) {
 }
 const SPEED = Number(values.speed);
 const BOUND = Number(values.bound);
+const STARVATION = Number(values.starvation ?? values.bound);
 const SAMPLE = 60; // trace seconds
 const realMs = (traceSeconds: number) => (traceSeconds * 1000) / SPEED;
 
@@ -64,7 +67,9 @@ try {
         IMAGEPOD_NODE_NAME: node.name,
         IMAGEPOD_SIMULATED_GPUS: `${node.gpus}x${node.mib}:${node.model}`,
         IMAGEPOD_MAX_CONCURRENT_JOBS: String(node.gpus * 10),
-        IMAGEPOD_STARVATION_MS: String(Math.max(1, Math.round(realMs(BOUND)))),
+        IMAGEPOD_STARVATION_MS: String(Math.max(1, Math.round(realMs(STARVATION)))),
+        // The 90 s a job may hold its resources past its limit (pull, stop), compressed too.
+        IMAGEPOD_END_ALLOWANCE_MS: String(Math.round(realMs(90))),
         IMAGEPOD_RESCAN_INTERVAL_MS: '500',
       },
       () => new SimExecutor(observer),
@@ -146,7 +151,7 @@ try {
   const mins = (s: number) => `${(s / 60).toFixed(1)} min`;
 
   console.log(
-    `Trace: ${trace.length} jobs over ${(lastArrival / 3600).toFixed(1)} h (load ${values.load} of the fleet's GPU memory); fleet: ${fleet.length} nodes, ${fleet.reduce((s, n) => s + n.gpus, 0)} GPUs of 80 GiB; played ${SPEED}x faster; reservation bound ${mins(BOUND)}`,
+    `Trace: ${trace.length} jobs over ${(lastArrival / 3600).toFixed(1)} h (load ${values.load} of the fleet's GPU memory); fleet: ${fleet.length} nodes, ${fleet.reduce((s, n) => s + n.gpus, 0)} GPUs of 80 GiB; played ${SPEED}x faster; wait bound ${mins(BOUND)}, reservations after ${mins(STARVATION)}`,
   );
   console.log('\nGPU memory allocated over time (share of the fleet):');
   console.log('  trace time   ImagePod   best-fit-decreasing bound');

@@ -14,7 +14,8 @@ const device = (index: number, name: string, mib: number): Device => ({
   family: gpuFamily(name),
   memoryTotal: mib,
 });
-const host = { cpuCores: 64, memoryMiB: 512 * 1024, maxJobs: 16, reservedCpuCores: 0, reservedMemoryMiB: 0 };
+// A job holds its resources up to a minute past its time limit (its image pull, its stop).
+const host = { cpuCores: 64, memoryMiB: 512 * 1024, maxJobs: 16, reservedCpuCores: 0, reservedMemoryMiB: 0, endAllowanceMs: 60_000 };
 const req = (r: Partial<CompactRequirements>): CompactRequirements => ({
   gpuCount: 1,
   gpuMemoryMiB: 0,
@@ -112,16 +113,17 @@ describe('device choice', () => {
     // Both held devices have room once both jobs have been stopped: 60 minutes from now.
     expect(b.shadowTime(now)).toBe(now + 60 * min);
     const job = (timeoutSeconds: number | null) => req({ gpuMemoryMiB: 50000, families: ['h100'], timeoutSeconds });
+    // A job may backfill when its limit and the allowance end by then.
     expect(b.place(job(30 * 60), false, now)).toMatchObject({ gpuIndices: [2] });
-    expect(b.place(job(60 * 60), false, now)).toMatchObject({ gpuIndices: [2] });
-    expect(b.place(job(61 * 60), false, now)).toEqual({ reason: 'needs 1 h100 GPUs with 50000 MiB free each' });
+    expect(b.place(job(59 * 60), false, now)).toMatchObject({ gpuIndices: [2] });
+    expect(b.place(job(60 * 60), false, now)).toEqual({ reason: 'needs 1 h100 GPUs with 50000 MiB free each' });
     expect(b.place(job(null), false, now)).toEqual({ reason: 'needs 1 h100 GPUs with 50000 MiB free each' });
-    // The scan script gets the held devices with the time by which a job on them must end.
+    // The scan script gets the held devices with the time by which a job's limit on them must end.
     expect(b.forClaim(now).gpus).toEqual([
       ['h100', 11920, 81920],
       ['h100', 41920, 81920],
-      ['h100', 51920, 81920, now + 60 * min],
-      ['h100', 61920, 81920, now + 60 * min],
+      ['h100', 51920, 81920, now + 59 * min],
+      ['h100', 61920, 81920, now + 59 * min],
       ['a100', 40960, 40960],
       ['a100', 40960, 40960],
     ]);
@@ -130,6 +132,28 @@ describe('device choice', () => {
     expect(b.shadowTime(now)).toBe(Number.POSITIVE_INFINITY);
     expect(b.place(job(60), false, now)).toEqual({ reason: 'needs 1 h100 GPUs with 50000 MiB free each' });
     expect(b.forClaim(now).gpus.map((g) => g.length)).toEqual([3, 3, 3, 3]);
+  });
+
+  it('the shadow time waits for the cores, the RAM and a job slot the held job needs, not only its GPUs', () => {
+    const now = 1_000_000_000;
+    const min = 60_000;
+    const b = new ResourceBook([device(0, 'NVIDIA H100 80GB HBM3', 81920)], { ...host, cpuCores: 32, maxJobs: 2 });
+    // The GPU is empty, but a CPU job holds every core for a day.
+    b.reserve('cpu-hog', { gpuIndices: [], gpuMemoryMiB: 0, cpuCores: 32, memoryMiB: 1024 }, now + 1440 * min);
+    const hold = b.planHold('big', req({ gpuMemoryMiB: 70000, cpuCores: 16 }));
+    b.setHold(hold);
+    expect(b.shadowTime(now)).toBe(now + 1440 * min);
+    b.release('cpu-hog');
+    // RAM the same way.
+    b.reserve('ram-hog', { gpuIndices: [], gpuMemoryMiB: 0, cpuCores: 1, memoryMiB: 500 * 1024 }, now + 90 * min);
+    b.setHold(b.planHold('big', req({ gpuMemoryMiB: 70000, memoryMiB: 64 * 1024 })));
+    expect(b.shadowTime(now)).toBe(now + 90 * min);
+    // One of the two slots is taken and one is held: nothing else gets in, the held job does.
+    expect(b.place(req({ cpuCores: 1 }), false, now)).toEqual({ reason: 'all 2 job slots are taken (one is held)' });
+    expect(b.forClaim(now).slots).toBe(0);
+    b.release('ram-hog');
+    expect(b.shadowTime(now)).toBe(now);
+    expect(b.place(req({ gpuMemoryMiB: 70000, memoryMiB: 64 * 1024 }), true, now)).toMatchObject({ gpuIndices: [0] });
   });
 });
 

@@ -6,9 +6,16 @@
   earlier than the holder's by more than a tenth of the holder's remaining wait, so two nodes do
   not trade it back and forth. The reservation lapses if its holder stops renewing it (it died).
   KEYS[1] the job's reservation key ("<job key>:ip-reserved", value "node|shadow ms")
+  KEYS[2] the BullMQ job's key
   ARGV[1] node name  ARGV[2] ttl ms  ARGV[3] this node's shadow time (ms)  ARGV[4] now (ms)
-  Returns 1 when this node holds it now, 0 when another node does.
+  Returns 1 when this node holds it now, 0 when another node does, -1 when the job no longer
+  waits (another node took it, or it ended): then there is nothing to hold.
 ]]
+if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[2] .. ':lock') == 1
+  or redis.call('HEXISTS', KEYS[2], 'finishedOn') == 1 then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
 local current = redis.call('GET', KEYS[1])
 if current then
   local by, shadow = string.match(current, '^(.*)|(%d+)$')
