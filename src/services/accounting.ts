@@ -37,6 +37,8 @@ export interface LedgerEntry {
   readonly gpu_hours: number;
   readonly hourly_rate: number;
   readonly cost: number;
+  /** Set on an attempt that was retried or handed back; the job's last attempt has none. */
+  readonly attempt?: number;
 }
 
 export interface UsageGroup {
@@ -228,11 +230,13 @@ export class Accounting {
         if (userId !== undefined && e.user_id !== userId) continue;
         const key = groupBy === 'user' ? e.user_id : e.node_id;
         const g = groups.get(key) ?? { key, jobs: 0, gpu_hours: 0, cost: 0 };
-        g.jobs += 1;
+        // A job counts once, with its last attempt; earlier attempts add their hours and cost.
+        const job = e.attempt === undefined ? 1 : 0;
+        g.jobs += job;
         g.gpu_hours += e.gpu_hours;
         g.cost += e.cost;
         groups.set(key, g);
-        total.jobs += 1;
+        total.jobs += job;
         total.gpu_hours += e.gpu_hours;
         total.cost += e.cost;
       }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { gpuHours, hourlyRate } from '../domain/cost.js';
+import { gpuHours, hourlyRate, roundMoney } from '../domain/cost.js';
 import { ConflictError, DomainError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
 import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
 import { tierOfQueue } from '../domain/queues.js';
@@ -68,6 +68,7 @@ export class JobReports {
     if (claiming && rec !== null) Object.assign(fields, await this.admit(agent, rec, body.gpu_indices ?? []));
 
     const k = this.keys;
+    const now = Date.now();
     const res = (await runScript(
       this.redis,
       ScriptName.UpdateJobStatus,
@@ -79,12 +80,12 @@ export class JobReports {
         agent !== null ? '1' : '0',
         ALLOWED_FROM[body.status].join(','),
         JSON.stringify(fields),
-        Date.now(),
+        now,
         this.retentionSeconds,
         this.limits.jobLogLines,
         body.ran_ms ?? 0,
       ],
-    )) as [string, string, string, unknown];
+    )) as [string, string, string, unknown, string?, string?];
 
     switch (res[0]) {
       case 'err': {
@@ -110,6 +111,13 @@ export class JobReports {
       after = { ...after, fields: { ...after.fields, ...(await this.afterEnd(queue, id, after.fields)) } };
     } else if (res[0] === 'retry' || after.status === JobStatus.Queued) {
       await this.accounting.releaseRunning(after.owner, id);
+      // The attempt that ran (and failed, or was handed back) is billed as it ran.
+      const [startedAt, nodeId] = [Number(res[4] || 0), res[5] ?? ''];
+      if (startedAt > 0 && nodeId !== '') {
+        const how = body.status === JobStatus.Queued ? after.fields.status_reason || body.status : body.status;
+        const billed = await this.billAttempt(queue, id, after.fields, how, nodeId, startedAt, now);
+        after = { ...after, fields: { ...after.fields, ...billed } };
+      }
     }
     // The reporter holds the lock (or the job is final), so the record is what the job is.
     return toJobView(after, { status: after.status, reason: after.fields.status_reason || null });
@@ -155,10 +163,12 @@ export class JobReports {
     const finished = Number(f.finished_at ?? 0);
     const ranMs = started > 0 && finished >= started ? finished - started : 0;
     const rate = Number(f.hourly_rate ?? 0);
-    const share = Number(f.gpu_share ?? 0);
-    const cost = Math.round(rate * (ranMs / 3_600_000) * 1e6) / 1e6;
-    const gpuHoursUsed = (share * ranMs) / 3_600_000;
-    const costFields = { cost: String(cost), gpu_hours: String(Math.round(gpuHoursUsed * 1e6) / 1e6) };
+    const { cost, gpuHours: gpuHoursUsed } = attemptCost(f, ranMs);
+    // The job shows what all its attempts cost; the ledger has an entry for each.
+    const costFields = {
+      cost: String(roundMoney(cost + Number(f.earlier_attempts_cost ?? 0))),
+      gpu_hours: String(roundMoney(gpuHoursUsed + Number(f.earlier_attempts_gpu_hours ?? 0))),
+    };
     await Promise.all([
       this.accounting.releaseRunning(owner, id),
       this.accounting.releaseHold(owner, id),
@@ -186,6 +196,46 @@ export class JobReports {
       await Promise.all([this.nodes.recordJobEnd(nodeId, outcome, gpuHoursUsed * 3_600_000), this.nodes.clearPendingCancel(nodeId, id)]);
     }
     return costFields;
+  }
+
+  /**
+   * Bills an attempt that ran and was sent back to the queue (a failure with retries left, or a
+   * node handing its jobs back): its own ledger entry, written once, and the job's running total.
+   */
+  private async billAttempt(
+    queue: string,
+    id: string,
+    f: Readonly<Record<string, string>>,
+    how: string,
+    nodeId: string,
+    startedAt: number,
+    endedAt: number,
+  ): Promise<Record<string, string>> {
+    const ranMs = Math.max(0, endedAt - startedAt);
+    const { cost, gpuHours } = attemptCost(f, ranMs);
+    const attempt = Number(f.attempts ?? 0);
+    const written = await this.accounting.record({
+      job_id: `${id}:${attempt}`,
+      user_id: f.owner ?? '',
+      node_id: nodeId,
+      queue,
+      status: how,
+      started_at: new Date(startedAt).toISOString(),
+      ended_at: new Date(endedAt).toISOString(),
+      run_seconds: ranMs / 1000,
+      gpu_count: Number(f.gpu_count ?? 0),
+      gpu_hours: gpuHours,
+      hourly_rate: Number(f.hourly_rate ?? 0),
+      cost,
+      attempt,
+    });
+    if (!written) return {};
+    const rec = this.keys.jobRecord(tierOfQueue(queue), id);
+    const [totalCost, totalHours] = await Promise.all([
+      this.redis.hincrbyfloat(rec, 'earlier_attempts_cost', cost),
+      this.redis.hincrbyfloat(rec, 'earlier_attempts_gpu_hours', gpuHours),
+    ]);
+    return { earlier_attempts_cost: String(totalCost), earlier_attempts_gpu_hours: String(totalHours) };
   }
 
   /**
@@ -227,4 +277,11 @@ export class JobReports {
     if (n < 0) throw new NotFoundError(`job ${id}`);
     return n;
   }
+}
+
+/** What an attempt that ran `ranMs` cost, at the rate and GPU share fixed when it was placed. */
+function attemptCost(f: Readonly<Record<string, string>>, ranMs: number): { cost: number; gpuHours: number } {
+  const rate = Number(f.hourly_rate ?? 0);
+  const share = Number(f.gpu_share ?? 0);
+  return { cost: roundMoney(rate * (ranMs / 3_600_000)), gpuHours: (share * ranMs) / 3_600_000 };
 }

@@ -127,10 +127,13 @@ export class JobService {
     return { spec, tier: tier.name, queue: queueNameFor(tier.name, families) };
   }
 
-  /** Timeout times the highest hourly price the job would accept (its own limit, else the fleet's dearest). */
+  /**
+   * Every attempt (the first and each retry) running to its time limit at the highest hourly
+   * price the job would accept: its own limit, else the fleet's dearest.
+   */
   private async worstCase(spec: JobSpec): Promise<{ money: number; gpuHours: number }> {
     const r = spec.requirements;
-    const hours = spec.timeout_seconds / 3600;
+    const hours = ((spec.max_retries + 1) * spec.timeout_seconds) / 3600;
     let rate = r.max_price_per_hour;
     if (rate === null) {
       const c = await this.nodes.priceCeiling();

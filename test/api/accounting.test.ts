@@ -83,6 +83,46 @@ describe('cost', () => {
     expect(await t.redis.hexists(`${t.prefix}:{acct}:ledger`, r.body.id)).toBe(1);
   });
 
+  it('a retried job pays for every attempt that ran, and counts as one job', async () => {
+    const erin = user('cost-erin');
+    const rate = 1.2 + 4 * 0.01 + 8 * 0.001;
+    const r = await submit(erin, {
+      gpu_memory_required: 40960,
+      cpu_cores_required: 4,
+      memory_required: 8192,
+      timeout_seconds: 3600,
+      max_retries: 1,
+    });
+    // Worst case: both attempts run their hour, each on a whole GPU at the dearest price.
+    expect(r.body.worst_case_cost).toBeCloseTo(2 * (2.4 + 0.04 + 0.008), 6);
+
+    // The first attempt runs, fails, and goes back to the queue.
+    const first = await claimer.claim('gpu-48g');
+    const report = (token: string, body: Record<string, unknown>) =>
+      t.req('POST', `/jobs/${r.body.id}/status`, { token: node.apiKey, body: { lock_token: token, ...body } });
+    await report(first.token, { status: 'assigned', gpu_indices: [0] });
+    const running = (await report(first.token, { status: 'running' })).body;
+    await sleep(200);
+    const failed = await report(first.token, { status: 'failed', exit_code: 1, reason: 'non_zero_exit' });
+    expect(failed.body.status).toBe('queued');
+    const firstRanHours = (Date.now() - Date.parse(running.started_at)) / 3_600_000;
+    await first.job.moveToWait(first.token);
+
+    // The second attempt succeeds.
+    const { done } = await run(r.body.id, 'gpu-48g', 100, [1]);
+    const secondRanHours = (Date.parse(done.completed_at) - Date.parse(done.started_at)) / 3_600_000;
+    expect(done.cost).toBeCloseTo(rate * (firstRanHours + secondRanHours), 4);
+    expect(done.gpu_hours).toBeCloseTo(0.5 * (firstRanHours + secondRanHours), 4);
+
+    const ledger = `${t.prefix}:{acct}:ledger`;
+    const attempt = JSON.parse((await t.redis.hget(ledger, `${r.body.id}:1`)) ?? '{}');
+    expect(attempt).toMatchObject({ attempt: 1, status: 'failed', user_id: 'cost-erin' });
+    expect(await t.redis.hexists(ledger, r.body.id)).toBe(1);
+    const usage = (await t.req('GET', '/usage/', { token: erin })).body;
+    expect(usage.total.jobs).toBe(1);
+    expect(usage.total.cost).toBeCloseTo(done.cost, 5);
+  });
+
   it('a job that asks for no GPU memory holds, and pays for, whole GPUs', async () => {
     const bob = user('cost-bob');
     const r = await submit(bob, { gpu_count: 2, cpu_cores_required: 1, memory_required: 1024 });

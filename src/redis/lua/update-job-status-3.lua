@@ -11,6 +11,8 @@
   Returns one of (the record's fields after the change at the end, so no second read is needed)
     {'ok', previous status, final ('1'|'0'), record}   the status was applied
     {'retry', previous status, failures, record}       a failure with retries left: queued again
+  A job sent back to the queue ('queued', or 'retry') adds the attempt's start and node, so the
+  attempt that ran can be billed: {..., record, started_at or '', node id or ''}.
     {'dup', current status, '', record}                the same final report again: nothing changed
     {'err', code, current status}                      code: not_found | lock_lost | not_assigned | conflict
 ]]
@@ -48,18 +50,20 @@ if newStatus == 'assigned' then
 end
 
 if newStatus == 'queued' then
+  local attempt = redis.call('HMGET', rec, 'started_at', 'node_id')
   hsetFromJson(rec, ARGV[6])
   redis.call('HSET', rec, 'status', 'queued', 'updated_at', ARGV[7])
   redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
-  return {'ok', status, '0', redis.call('HGETALL', rec)}
+  return {'ok', status, '0', redis.call('HGETALL', rec), attempt[1] or '', attempt[2] or ''}
 end
 
 local failures = tonumber(cur[4] or '0')
 if (newStatus == 'failed' or newStatus == 'timed_out') and failures < tonumber(cur[5] or '0') then
+  local attempt = redis.call('HMGET', rec, 'started_at', 'node_id')
   hsetFromJson(rec, ARGV[6])
   redis.call('HSET', rec, 'status', 'queued', 'failures', failures + 1, 'updated_at', ARGV[7])
   redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
-  return {'retry', status, tostring(failures + 1), redis.call('HGETALL', rec)}
+  return {'retry', status, tostring(failures + 1), redis.call('HGETALL', rec), attempt[1] or '', attempt[2] or ''}
 end
 
 hsetFromJson(rec, ARGV[6])
