@@ -109,4 +109,25 @@ describe('backfill', () => {
     expect((await jobs.view(long)).status).toBe('running');
     await t.req('POST', `/jobs/${long}/cancel`, { token: t.tokens.alice });
   }, 60_000);
+
+  it('the holder lets go of its devices once another node has taken the job', async () => {
+    const jobs = jobsOf(t);
+    // Only this test's nodes.
+    await Promise.all(agents.splice(0).map((a) => a.stop(0)));
+    const holder = await agent('hold-1');
+    // The only node is busy for a minute: it reserves the 70 GiB job and its GPU drains for it.
+    const busy = await jobs.submit(job(40, 60, 120, { node_name: 'hold-1' }));
+    await jobs.status(busy, 'running');
+    const big = await jobs.submit(job(70, 0.5, 60));
+    await waitFor('the reservation', async () => (holder.resources.hold?.jobId === big ? true : undefined), 10_000);
+
+    // An empty node appears and takes the job at once; the holder stops holding room for it.
+    const other = await agent('hold-2');
+    const done = await jobs.finished(big);
+    expect(done.status).toBe('succeeded');
+    expect(done.node_id).toBe(other.identity.node_id);
+    await waitFor('the hold to go', async () => (holder.resources.hold === null ? true : undefined), 5_000);
+    expect(await t.redis.exists(reservationOf(big))).toBe(0);
+    await t.req('POST', `/jobs/${busy}/cancel`, { token: t.tokens.alice });
+  }, 60_000);
 });
