@@ -167,8 +167,11 @@ export class Accounting {
     return users;
   }
 
-  /** Writes a job's ledger entry once; false when it was written before. */
-  async record(entry: LedgerEntry): Promise<boolean> {
+  /**
+   * Writes a ledger entry once; false when it was written before. `jobId` names the job whose
+   * budget hold the entry settles (an attempt's entry is `<job id>:<attempt>`).
+   */
+  async record(entry: LedgerEntry, jobId = entry.job_id): Promise<boolean> {
     const k = this.keys;
     const ended = Date.parse(entry.ended_at);
     return (
@@ -176,9 +179,24 @@ export class Accounting {
         this.redis,
         ScriptName.RecordCost,
         [k.ledger, k.ledgerByTime, k.userSpend(entry.user_id), k.userHolds(entry.user_id)],
-        [entry.job_id, JSON.stringify(entry), ended, day(ended), entry.cost, round(entry.gpu_hours)],
+        [entry.job_id, JSON.stringify(entry), ended, day(ended), entry.cost, round(entry.gpu_hours), jobId],
       )) === 1
     );
+  }
+
+  /** What a job's earlier attempts (retried or handed back) cost, from their ledger entries. */
+  async earlierAttempts(jobId: string, attempts: number): Promise<{ cost: number; gpuHours: number }> {
+    if (attempts < 1) return { cost: 0, gpuHours: 0 };
+    const ids = Array.from({ length: attempts }, (_, i) => `${jobId}:${i + 1}`);
+    let cost = 0;
+    let gpuHours = 0;
+    for (const raw of await this.redis.hmget(this.keys.ledger, ...ids)) {
+      if (raw === null) continue;
+      const e = JSON.parse(raw) as LedgerEntry;
+      cost += e.cost;
+      gpuHours += e.gpu_hours;
+    }
+    return { cost, gpuHours };
   }
 
   /** What a user spent in the current budget period, and what unfinished jobs hold. */

@@ -85,7 +85,7 @@ export class JobReports {
         this.limits.jobLogLines,
         body.ran_ms ?? 0,
       ],
-    )) as [string, string, string, unknown, string?, string?];
+    )) as [string, string, string, unknown];
 
     switch (res[0]) {
       case 'err': {
@@ -106,18 +106,14 @@ export class JobReports {
     }
     let after = parseJobRecord(pairsToRecord(res[3]));
     if (after === null) throw new NotFoundError(`job ${id}`);
+    // An attempt that ran and went back to the queue is billed (now, or by the next report if
+    // this process died before it could).
+    if (after.fields.pending_attempt) after = { ...after, fields: await this.settleAttempt(queue, id, after.fields) };
     // A final report (or the same one again: it is idempotent) settles what follows an end.
     if ((res[0] === 'ok' && res[2] === '1') || res[0] === 'dup') {
       after = { ...after, fields: { ...after.fields, ...(await this.afterEnd(queue, id, after.fields)) } };
     } else if (res[0] === 'retry' || after.status === JobStatus.Queued) {
       await this.accounting.releaseRunning(after.owner, id);
-      // The attempt that ran (and failed, or was handed back) is billed as it ran.
-      const [startedAt, nodeId] = [Number(res[4] || 0), res[5] ?? ''];
-      if (startedAt > 0 && nodeId !== '') {
-        const how = body.status === JobStatus.Queued ? after.fields.status_reason || body.status : body.status;
-        const billed = await this.billAttempt(queue, id, after.fields, how, nodeId, startedAt, now);
-        after = { ...after, fields: { ...after.fields, ...billed } };
-      }
     }
     // The reporter holds the lock (or the job is final), so the record is what the job is.
     return toJobView(after, { status: after.status, reason: after.fields.status_reason || null });
@@ -165,9 +161,10 @@ export class JobReports {
     const rate = Number(f.hourly_rate ?? 0);
     const { cost, gpuHours: gpuHoursUsed } = attemptCost(f, ranMs);
     // The job shows what all its attempts cost; the ledger has an entry for each.
+    const earlier = await this.accounting.earlierAttempts(id, Number(f.attempts ?? 0));
     const costFields = {
-      cost: String(roundMoney(cost + Number(f.earlier_attempts_cost ?? 0))),
-      gpu_hours: String(roundMoney(gpuHoursUsed + Number(f.earlier_attempts_gpu_hours ?? 0))),
+      cost: String(roundMoney(cost + earlier.cost)),
+      gpu_hours: String(roundMoney(gpuHoursUsed + earlier.gpuHours)),
     };
     await Promise.all([
       this.accounting.releaseRunning(owner, id),
@@ -200,42 +197,37 @@ export class JobReports {
 
   /**
    * Bills an attempt that ran and was sent back to the queue (a failure with retries left, or a
-   * node handing its jobs back): its own ledger entry, written once, and the job's running total.
+   * node handing its jobs back), kept in the record as `pending_attempt` by the status script:
+   * its own ledger entry, written once however often this runs, then the mark is cleared.
    */
-  private async billAttempt(
-    queue: string,
-    id: string,
-    f: Readonly<Record<string, string>>,
-    how: string,
-    nodeId: string,
-    startedAt: number,
-    endedAt: number,
-  ): Promise<Record<string, string>> {
+  private async settleAttempt(queue: string, id: string, f: Readonly<Record<string, string>>): Promise<Record<string, string>> {
+    const { pending_attempt: pending = '', ...rest } = f;
+    const [attempt, started, ended, nodeId, how, rate, share] = pending.split('|');
+    const startedAt = Number(started);
+    const endedAt = Number(ended);
     const ranMs = Math.max(0, endedAt - startedAt);
-    const { cost, gpuHours } = attemptCost(f, ranMs);
-    const attempt = Number(f.attempts ?? 0);
-    const written = await this.accounting.record({
-      job_id: `${id}:${attempt}`,
-      user_id: f.owner ?? '',
-      node_id: nodeId,
-      queue,
-      status: how,
-      started_at: new Date(startedAt).toISOString(),
-      ended_at: new Date(endedAt).toISOString(),
-      run_seconds: ranMs / 1000,
-      gpu_count: Number(f.gpu_count ?? 0),
-      gpu_hours: gpuHours,
-      hourly_rate: Number(f.hourly_rate ?? 0),
-      cost,
-      attempt,
-    });
-    if (!written) return {};
-    const rec = this.keys.jobRecord(tierOfQueue(queue), id);
-    const [totalCost, totalHours] = await Promise.all([
-      this.redis.hincrbyfloat(rec, 'earlier_attempts_cost', cost),
-      this.redis.hincrbyfloat(rec, 'earlier_attempts_gpu_hours', gpuHours),
-    ]);
-    return { earlier_attempts_cost: String(totalCost), earlier_attempts_gpu_hours: String(totalHours) };
+    // At the rate of that attempt's node, not the next one's.
+    const { cost, gpuHours } = attemptCost({ hourly_rate: rate ?? '0', gpu_share: share ?? '0' }, ranMs);
+    await this.accounting.record(
+      {
+        job_id: `${id}:${attempt}`,
+        user_id: f.owner ?? '',
+        node_id: nodeId ?? '',
+        queue,
+        status: how ?? JobStatus.Failed,
+        started_at: new Date(startedAt).toISOString(),
+        ended_at: new Date(endedAt).toISOString(),
+        run_seconds: ranMs / 1000,
+        gpu_count: Number(f.gpu_count ?? 0),
+        gpu_hours: gpuHours,
+        hourly_rate: Number(rate ?? 0),
+        cost,
+        attempt: Number(attempt),
+      },
+      id,
+    );
+    await this.redis.hdel(this.keys.jobRecord(tierOfQueue(queue), id), 'pending_attempt');
+    return rest;
   }
 
   /**

@@ -86,6 +86,8 @@ describe('cost', () => {
   it('a retried job pays for every attempt that ran, and counts as one job', async () => {
     const erin = user('cost-erin');
     const rate = 1.2 + 4 * 0.01 + 8 * 0.001;
+    const limits = async () => (await t.req('GET', '/users/cost-erin/limits', { token: erin })).body;
+    await t.req('PUT', '/users/cost-erin/limits', { token: t.tokens.admin, body: { money_budget: 100 } });
     const r = await submit(erin, {
       gpu_memory_required: 40960,
       cpu_cores_required: 4,
@@ -107,6 +109,10 @@ describe('cost', () => {
     expect(failed.body.status).toBe('queued');
     const firstRanHours = (Date.now() - Date.parse(running.started_at)) / 3_600_000;
     await first.job.moveToWait(first.token);
+    // The attempt is spent, and no longer held as well.
+    const between = await limits();
+    expect(between.spent_money).toBeCloseTo(rate * firstRanHours, 4);
+    expect(between.held_money).toBeCloseTo(r.body.worst_case_cost - between.spent_money, 4);
 
     // The second attempt succeeds.
     const { done } = await run(r.body.id, 'gpu-48g', 100, [1]);
@@ -121,6 +127,24 @@ describe('cost', () => {
     const usage = (await t.req('GET', '/usage/', { token: erin })).body;
     expect(usage.total.jobs).toBe(1);
     expect(usage.total.cost).toBeCloseTo(done.cost, 5);
+    const after = await limits();
+    expect(after.held_money).toBe(0);
+    expect(after.spent_money).toBeCloseTo(done.cost, 4);
+  });
+
+  it('an attempt left unbilled by an API that died is billed by the next report, at its own rate', async () => {
+    const fay = user('cost-fay');
+    const r = await submit(fay, { gpu_memory_required: 40960, cpu_cores_required: 4, memory_required: 8192, max_retries: 1 });
+    // What the status script leaves when a retried attempt's report is recorded but the API dies
+    // before billing it: attempt 1 ran 36 s on this node at 10/h.
+    const rec = `${t.prefix}:{gpu-48g}:rec:${r.body.id}`;
+    await t.redis.hset(rec, 'pending_attempt', `1|1000000|1036000|${node.nodeId}|failed|10|0.5`);
+    const { done } = await run(r.body.id, 'gpu-48g', 50, [0]);
+    const entry = JSON.parse((await t.redis.hget(`${t.prefix}:{acct}:ledger`, `${r.body.id}:1`)) ?? '{}');
+    expect(entry).toMatchObject({ attempt: 1, cost: 0.1, gpu_hours: 0.005, hourly_rate: 10, status: 'failed', node_id: node.nodeId });
+    expect(await t.redis.hexists(rec, 'pending_attempt')).toBe(0);
+    const ranHours = (Date.parse(done.completed_at) - Date.parse(done.started_at)) / 3_600_000;
+    expect(done.cost).toBeCloseTo(0.1 + (1.2 + 0.04 + 0.008) * ranHours, 5);
   });
 
   it('a job that asks for no GPU memory holds, and pays for, whole GPUs', async () => {

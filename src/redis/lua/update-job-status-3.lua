@@ -11,8 +11,10 @@
   Returns one of (the record's fields after the change at the end, so no second read is needed)
     {'ok', previous status, final ('1'|'0'), record}   the status was applied
     {'retry', previous status, failures, record}       a failure with retries left: queued again
-  A job sent back to the queue ('queued', or 'retry') adds the attempt's start and node, so the
-  attempt that ran can be billed: {..., record, started_at or '', node id or ''}.
+  A job sent back to the queue ('queued', or 'retry') after it ran keeps the attempt to bill in
+  its record, `pending_attempt` = "attempt|started ms|ended ms|node id|reported status|hourly
+  rate|GPU share", in the same step, so the charge survives a crash of the API before it is
+  settled (and the next attempt's rate does not replace this one's).
     {'dup', current status, '', record}                the same final report again: nothing changed
     {'err', code, current status}                      code: not_found | lock_lost | not_assigned | conflict
 ]]
@@ -49,21 +51,33 @@ if newStatus == 'assigned' then
   redis.call('HSET', rec, 'node_id', reporter, 'assigned_at', ARGV[7])
 end
 
+-- The attempt that ran, to be billed: from its running report, else from how long the agent says it ran.
+local function keepAttempt()
+  local a = redis.call('HMGET', rec, 'started_at', 'node_id', 'attempts', 'hourly_rate', 'gpu_share')
+  local started = a[1]
+  local ran = tonumber(ARGV[10]) or 0
+  if not started and ran > 0 then started = string.format('%d', tonumber(ARGV[7]) - math.floor(ran)) end
+  if started and a[2] and a[2] ~= '' then
+    local attempt = {a[3] or '0', started, ARGV[7], a[2], newStatus, a[4] or '0', a[5] or '0'}
+    redis.call('HSET', rec, 'pending_attempt', table.concat(attempt, '|'))
+  end
+end
+
 if newStatus == 'queued' then
-  local attempt = redis.call('HMGET', rec, 'started_at', 'node_id')
+  keepAttempt()
   hsetFromJson(rec, ARGV[6])
   redis.call('HSET', rec, 'status', 'queued', 'updated_at', ARGV[7])
   redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
-  return {'ok', status, '0', redis.call('HGETALL', rec), attempt[1] or '', attempt[2] or ''}
+  return {'ok', status, '0', redis.call('HGETALL', rec)}
 end
 
 local failures = tonumber(cur[4] or '0')
 if (newStatus == 'failed' or newStatus == 'timed_out') and failures < tonumber(cur[5] or '0') then
-  local attempt = redis.call('HMGET', rec, 'started_at', 'node_id')
+  keepAttempt()
   hsetFromJson(rec, ARGV[6])
   redis.call('HSET', rec, 'status', 'queued', 'failures', failures + 1, 'updated_at', ARGV[7])
   redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
-  return {'retry', status, tostring(failures + 1), redis.call('HGETALL', rec), attempt[1] or '', attempt[2] or ''}
+  return {'retry', status, tostring(failures + 1), redis.call('HGETALL', rec)}
 end
 
 hsetFromJson(rec, ARGV[6])
