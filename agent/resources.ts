@@ -179,7 +179,7 @@ export class ResourceBook {
   /** When a device will have `mib` free at the latest, its running jobs stopped at their deadlines. */
   private roomAt(index: number, mib: number, now: number): number {
     const d = this.devices.get(index);
-    if (d === undefined || d.memoryTotal < mib) return Number.POSITIVE_INFINITY;
+    if (d === undefined || d.memoryTotal < mib || !this.isHealthy(index)) return Number.POSITIVE_INFINITY;
     let free = d.memoryTotal - this.reservedOn(index);
     if (free >= mib) return now;
     const ending = [...this.jobs]

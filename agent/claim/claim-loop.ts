@@ -24,9 +24,13 @@ interface Reservation {
   readonly queue: QueueHandle;
   readonly jobId: string;
   readonly req: CompactRequirements;
+  /** Since when the books have said the job's room is free, though it did not fit. */
+  dueSince: number | null;
 }
 
 const SKIP_MS = 30_000;
+/** How long a reserved job may be due by the books and still not fit before it is let go. */
+const DUE_GRACE_MS = 15_000;
 
 /**
  * Decides when to claim and what. A pass scans every queue this node serves (in parallel) and
@@ -176,7 +180,20 @@ export class ClaimLoop {
       return renewed === 'gone';
     }
     const placement = this.resources.place(res.req, true);
-    if ('reason' in placement) return false;
+    if ('reason' in placement) {
+      // Due now by the books, yet it does not fit: something the books do not see (a failed GPU,
+      // memory used outside any job). Let the job go to a node that can start it.
+      const now = Date.now();
+      const shadow = this.resources.shadowTime(now);
+      res.dueSince = shadow !== null && shadow <= now ? (res.dueSince ?? now) : null;
+      if (res.dueSince !== null && now - res.dueSince > DUE_GRACE_MS) {
+        // A shadow time far away lets any node take it over at once; this one leaves it alone a while.
+        await res.queue.reserve(res.jobId, this.self().name, this.reservationTtl, this.shadowOrFar(null));
+        this.avoid(res.jobId);
+        this.dropReservation(`its room is due but it does not fit: ${placement.reason}`);
+      }
+      return false;
+    }
     const claimed = await res.queue.claim(res.jobId);
     this.dropReservation(claimed === null ? 'it is no longer waiting' : null);
     if (claimed !== null) this.accept(claimed, placement);
@@ -216,7 +233,7 @@ export class ClaimLoop {
       if (s.holder !== null && s.holder.node !== me && theirs !== null && shadow >= theirs - (theirs - now) / 10) continue;
       if ((await q.reserve(s.jobId, me, this.reservationTtl, shadow)) !== 'held') continue;
       this.resources.setHold(hold);
-      this.reservation = { queue: q, jobId: s.jobId, req };
+      this.reservation = { queue: q, jobId: s.jobId, req, dueSince: null };
       this.logger.info(
         {
           jobId: s.jobId,

@@ -154,6 +154,9 @@ describe('device choice', () => {
     b.release('ram-hog');
     expect(b.shadowTime(now)).toBe(now);
     expect(b.place(req({ gpuMemoryMiB: 70000, memoryMiB: 64 * 1024 }), true, now)).toMatchObject({ gpuIndices: [0] });
+    // A held device that fails will never have room: no shadow time, so other nodes may take over.
+    b.updateLive([{ index: 0, memoryFree: 0, memoryUsed: null, utilization: null, temperature: null, healthy: false, error: 'Xid 79' }]);
+    expect(b.shadowTime(now)).toBe(Number.POSITIVE_INFINITY);
   });
 });
 
