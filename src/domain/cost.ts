@@ -39,3 +39,13 @@ export function gpuHours(held: Held, deviceTotalsMiB: readonly number[], ms: num
 export function roundMoney(x: number): number {
   return Math.round(x * 1e6) / 1e6;
 }
+
+/** What an attempt that ran `ranMs` cost, at the rate and GPU share fixed when it was placed. */
+export function attemptCost(
+  f: { readonly hourly_rate?: string; readonly gpu_share?: string },
+  ranMs: number,
+): { cost: number; gpuHours: number } {
+  const rate = Number(f.hourly_rate ?? 0);
+  const share = Number(f.gpu_share ?? 0);
+  return { cost: roundMoney(rate * (ranMs / 3_600_000)), gpuHours: (share * ranMs) / 3_600_000 };
+}

@@ -1,5 +1,8 @@
 import type { Redis } from 'ioredis';
+import { attemptCost } from '../domain/cost.js';
 import { BudgetExceededError } from '../domain/errors.js';
+import { JobStatus } from '../domain/job-status.js';
+import { tierOfQueue } from '../domain/queues.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
 
@@ -182,6 +185,41 @@ export class Accounting {
         [entry.job_id, JSON.stringify(entry), ended, day(ended), entry.cost, round(entry.gpu_hours), jobId],
       )) === 1
     );
+  }
+
+  /**
+   * Bills an attempt that ran and was sent back to the queue (a failure with retries left, or a
+   * node handing its jobs back), kept in the record as `pending_attempt` by the status script:
+   * its own ledger entry, written once however often this runs, then the mark is cleared.
+   */
+  async settleAttempt(queue: string, id: string, f: Readonly<Record<string, string>>): Promise<Record<string, string>> {
+    const { pending_attempt: pending = '', ...rest } = f;
+    const [attempt, started, ended, nodeId, how, rate, share] = pending.split('|');
+    const startedAt = Number(started);
+    const endedAt = Number(ended);
+    const ranMs = Math.max(0, endedAt - startedAt);
+    // At the rate of that attempt's node, not the next one's.
+    const { cost, gpuHours } = attemptCost({ hourly_rate: rate ?? '0', gpu_share: share ?? '0' }, ranMs);
+    await this.record(
+      {
+        job_id: `${id}:${attempt}`,
+        user_id: f.owner ?? '',
+        node_id: nodeId ?? '',
+        queue,
+        status: how ?? JobStatus.Failed,
+        started_at: new Date(startedAt).toISOString(),
+        ended_at: new Date(endedAt).toISOString(),
+        run_seconds: ranMs / 1000,
+        gpu_count: Number(f.gpu_count ?? 0),
+        gpu_hours: gpuHours,
+        hourly_rate: Number(rate ?? 0),
+        cost,
+        attempt: Number(attempt),
+      },
+      id,
+    );
+    await this.redis.hdel(this.keys.jobRecord(tierOfQueue(queue), id), 'pending_attempt');
+    return rest;
   }
 
   /** What a job's earlier attempts (retried or handed back) cost, from their ledger entries. */

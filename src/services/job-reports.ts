@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { gpuHours, hourlyRate, roundMoney } from '../domain/cost.js';
+import { attemptCost, gpuHours, hourlyRate, roundMoney } from '../domain/cost.js';
 import { ConflictError, DomainError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
 import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
 import { tierOfQueue } from '../domain/queues.js';
@@ -108,7 +108,7 @@ export class JobReports {
     if (after === null) throw new NotFoundError(`job ${id}`);
     // An attempt that ran and went back to the queue is billed (now, or by the next report if
     // this process died before it could).
-    if (after.fields.pending_attempt) after = { ...after, fields: await this.settleAttempt(queue, id, after.fields) };
+    if (after.fields.pending_attempt) after = { ...after, fields: await this.accounting.settleAttempt(queue, id, after.fields) };
     // A final report (or the same one again: it is idempotent) settles what follows an end.
     if ((res[0] === 'ok' && res[2] === '1') || res[0] === 'dup') {
       after = { ...after, fields: { ...after.fields, ...(await this.afterEnd(queue, id, after.fields)) } };
@@ -196,41 +196,6 @@ export class JobReports {
   }
 
   /**
-   * Bills an attempt that ran and was sent back to the queue (a failure with retries left, or a
-   * node handing its jobs back), kept in the record as `pending_attempt` by the status script:
-   * its own ledger entry, written once however often this runs, then the mark is cleared.
-   */
-  private async settleAttempt(queue: string, id: string, f: Readonly<Record<string, string>>): Promise<Record<string, string>> {
-    const { pending_attempt: pending = '', ...rest } = f;
-    const [attempt, started, ended, nodeId, how, rate, share] = pending.split('|');
-    const startedAt = Number(started);
-    const endedAt = Number(ended);
-    const ranMs = Math.max(0, endedAt - startedAt);
-    // At the rate of that attempt's node, not the next one's.
-    const { cost, gpuHours } = attemptCost({ hourly_rate: rate ?? '0', gpu_share: share ?? '0' }, ranMs);
-    await this.accounting.record(
-      {
-        job_id: `${id}:${attempt}`,
-        user_id: f.owner ?? '',
-        node_id: nodeId ?? '',
-        queue,
-        status: how ?? JobStatus.Failed,
-        started_at: new Date(startedAt).toISOString(),
-        ended_at: new Date(endedAt).toISOString(),
-        run_seconds: ranMs / 1000,
-        gpu_count: Number(f.gpu_count ?? 0),
-        gpu_hours: gpuHours,
-        hourly_rate: Number(rate ?? 0),
-        cost,
-        attempt: Number(attempt),
-      },
-      id,
-    );
-    await this.redis.hdel(this.keys.jobRecord(tierOfQueue(queue), id), 'pending_attempt');
-    return rest;
-  }
-
-  /**
    * Several reports at once (an agent batches what it has to say in a few milliseconds), each
    * answered on its own, as its own request would have been.
    */
@@ -269,11 +234,4 @@ export class JobReports {
     if (n < 0) throw new NotFoundError(`job ${id}`);
     return n;
   }
-}
-
-/** What an attempt that ran `ranMs` cost, at the rate and GPU share fixed when it was placed. */
-function attemptCost(f: Readonly<Record<string, string>>, ranMs: number): { cost: number; gpuHours: number } {
-  const rate = Number(f.hourly_rate ?? 0);
-  const share = Number(f.gpu_share ?? 0);
-  return { cost: roundMoney(rate * (ranMs / 3_600_000)), gpuHours: (share * ranMs) / 3_600_000 };
 }

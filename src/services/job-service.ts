@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { roundMoney } from '../domain/cost.js';
 import { ConflictError, type FieldProblem, ForbiddenError, NotFoundError, UnavailableError, ValidationError } from '../domain/errors.js';
 import { gpuFamilies } from '../domain/gpu.js';
 import { JobStatus } from '../domain/job-status.js';
@@ -308,11 +309,24 @@ export class JobService {
       // If an agent claimed it meanwhile, its 'assigned' report is refused and it drops the job.
       await this.queues.removeWaiting(rec.queue, id);
       await this.accounting.releaseHold(rec.owner, id);
+      await this.settleEarlierAttempts(rec);
     } else if (nodeId) {
       await this.nodes.addPendingCancel(nodeId, id);
       await this.queues.announceCancel(rec.queue, id);
     }
     return this.get(p, id);
+  }
+
+  /** A job cancelled while queued after attempts that ran shows what they cost. */
+  private async settleEarlierAttempts(rec: JobRecord): Promise<void> {
+    const attempts = Number(rec.fields.attempts ?? 0);
+    if (attempts === 0) return;
+    if (rec.fields.pending_attempt) await this.accounting.settleAttempt(rec.queue, rec.id, rec.fields);
+    const earlier = await this.accounting.earlierAttempts(rec.id, attempts);
+    await this.redis.hset(this.keys.jobRecord(rec.tier, rec.id), {
+      cost: String(roundMoney(earlier.cost)),
+      gpu_hours: String(roundMoney(earlier.gpuHours)),
+    });
   }
 
   /** Log lines after `after` (a line id), oldest first. */

@@ -147,6 +147,25 @@ describe('cost', () => {
     expect(done.cost).toBeCloseTo(0.1 + (1.2 + 0.04 + 0.008) * ranHours, 5);
   });
 
+  it('a job cancelled in the queue after an attempt that ran shows what that attempt cost', async () => {
+    const gus = user('cost-gus');
+    const r = await submit(gus, { gpu_memory_required: 40960, cpu_cores_required: 4, memory_required: 8192, max_retries: 2 });
+    const first = await claimer.claim('gpu-48g');
+    const report = (body: Record<string, unknown>) =>
+      t.req('POST', `/jobs/${r.body.id}/status`, { token: node.apiKey, body: { lock_token: first.token, ...body } });
+    await report({ status: 'assigned', gpu_indices: [0] });
+    await report({ status: 'running' });
+    await sleep(100);
+    expect((await report({ status: 'failed', exit_code: 1 })).body.status).toBe('queued');
+    await first.job.moveToWait(first.token);
+    const cancelled = (await t.req('POST', `/jobs/${r.body.id}/cancel`, { token: gus })).body;
+    expect(cancelled.status).toBe('cancelled');
+    const entry = JSON.parse((await t.redis.hget(`${t.prefix}:{acct}:ledger`, `${r.body.id}:1`)) ?? '{}');
+    expect(entry.cost).toBeGreaterThan(0);
+    expect(cancelled.cost).toBeCloseTo(entry.cost, 6);
+    expect((await t.req('GET', '/usage/', { token: gus })).body.total.cost).toBeCloseTo(entry.cost, 6);
+  });
+
   it('a job that asks for no GPU memory holds, and pays for, whole GPUs', async () => {
     const bob = user('cost-bob');
     const r = await submit(bob, { gpu_count: 2, cpu_cores_required: 1, memory_required: 1024 });
