@@ -222,10 +222,13 @@ export class Accounting {
     return rest;
   }
 
-  /** What a job's earlier attempts (retried or handed back) cost, from their ledger entries. */
-  async earlierAttempts(jobId: string, attempts: number): Promise<{ cost: number; gpuHours: number }> {
-    if (attempts < 1) return { cost: 0, gpuHours: 0 };
-    const ids = Array.from({ length: attempts }, (_, i) => `${jobId}:${i + 1}`);
+  /**
+   * What attempts 1..`upTo` of a job cost (those retried or handed back), from their ledger
+   * entries; nothing to read for a job that ran once.
+   */
+  async earlierAttempts(jobId: string, upTo: number): Promise<{ cost: number; gpuHours: number }> {
+    if (upTo < 1) return { cost: 0, gpuHours: 0 };
+    const ids = Array.from({ length: upTo }, (_, i) => `${jobId}:${i + 1}`);
     let cost = 0;
     let gpuHours = 0;
     for (const raw of await this.redis.hmget(this.keys.ledger, ...ids)) {

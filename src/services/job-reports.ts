@@ -161,7 +161,8 @@ export class JobReports {
     const rate = Number(f.hourly_rate ?? 0);
     const { cost, gpuHours: gpuHoursUsed } = attemptCost(f, ranMs);
     // The job shows what all its attempts cost; the ledger has an entry for each.
-    const earlier = await this.accounting.earlierAttempts(id, Number(f.attempts ?? 0));
+    // Every attempt before this last one.
+    const earlier = await this.accounting.earlierAttempts(id, Number(f.attempts ?? 1) - 1);
     const costFields = {
       cost: String(roundMoney(cost + earlier.cost)),
       gpu_hours: String(roundMoney(gpuHoursUsed + earlier.gpuHours)),

@@ -138,7 +138,7 @@ describe('cost', () => {
     // What the status script leaves when a retried attempt's report is recorded but the API dies
     // before billing it: attempt 1 ran 36 s on this node at 10/h.
     const rec = `${t.prefix}:{gpu-48g}:rec:${r.body.id}`;
-    await t.redis.hset(rec, 'pending_attempt', `1|1000000|1036000|${node.nodeId}|failed|10|0.5`);
+    await t.redis.hset(rec, { attempts: '1', pending_attempt: `1|1000000|1036000|${node.nodeId}|failed|10|0.5` });
     const { done } = await run(r.body.id, 'gpu-48g', 50, [0]);
     const entry = JSON.parse((await t.redis.hget(`${t.prefix}:{acct}:ledger`, `${r.body.id}:1`)) ?? '{}');
     expect(entry).toMatchObject({ attempt: 1, cost: 0.1, gpu_hours: 0.005, hourly_rate: 10, status: 'failed', node_id: node.nodeId });
