@@ -168,12 +168,7 @@ export class ClaimLoop {
   private async serveReservation(): Promise<boolean> {
     const res = this.reservation;
     if (res === null) return false;
-    const renewed = await res.queue.reserve(
-      res.jobId,
-      this.self().name,
-      this.reservationTtl,
-      this.shadowOrFar(this.resources.shadowTime()),
-    );
+    const renewed = await res.queue.reserve(res.jobId, this.self().name, this.reservationTtl, this.shadowIn(this.resources.shadowTime()));
     if (renewed !== 'held') {
       this.dropReservation(renewed === 'gone' ? 'it no longer waits' : 'another node would start it sooner, or holds it');
       // Something else may fit on what was held.
@@ -188,7 +183,7 @@ export class ClaimLoop {
       res.dueSince = shadow !== null && shadow <= now ? (res.dueSince ?? now) : null;
       if (res.dueSince !== null && now - res.dueSince > DUE_GRACE_MS) {
         // A shadow time far away lets any node take it over at once; this one leaves it alone a while.
-        await res.queue.reserve(res.jobId, this.self().name, this.reservationTtl, this.shadowOrFar(null));
+        await res.queue.reserve(res.jobId, this.self().name, this.reservationTtl, this.shadowIn(null));
         this.avoid(res.jobId);
         this.dropReservation(`its room is due but it does not fit: ${placement.reason}`);
       }
@@ -204,10 +199,13 @@ export class ClaimLoop {
     return 2 * this.opts.rescanIntervalMs + 10_000;
   }
 
-  /** A shadow time the reservation script can compare (jobs without a time limit: far away). */
-  private shadowOrFar(shadow: number | null): number {
-    const far = Date.now() + 365 * 86_400_000;
-    return shadow === null || !Number.isFinite(shadow) ? far : Math.min(shadow, far);
+  /**
+   * How long until a shadow time, in the form the reservation script compares (Redis keeps the
+   * time by its own clock); without one (a job without a time limit), a year.
+   */
+  private shadowIn(shadow: number | null, now = Date.now()): number {
+    const far = 365 * 86_400_000;
+    return shadow === null || !Number.isFinite(shadow) ? far : Math.max(0, Math.min(shadow - now, far));
   }
 
   /**
@@ -226,12 +224,12 @@ export class ClaimLoop {
       const hold = this.resources.planHold(s.jobId, req);
       if (hold === null) continue;
       const now = Date.now();
-      const shadow = this.shadowOrFar(this.resources.shadowTime(now, hold));
-      const theirs = s.holder?.shadow ?? null;
+      const mine = this.shadowIn(this.resources.shadowTime(now, hold), now);
+      const theirs = s.holder?.shadowInMs ?? null;
       // Another node's reservation: only worth taking over when this node would start the job
-      // clearly sooner (the script checks again, atomically).
-      if (s.holder !== null && s.holder.node !== me && theirs !== null && shadow >= theirs - (theirs - now) / 10) continue;
-      if ((await q.reserve(s.jobId, me, this.reservationTtl, shadow)) !== 'held') continue;
+      // clearly sooner, by a tenth of the holder's wait (the script checks again, atomically).
+      if (s.holder !== null && s.holder.node !== me && theirs !== null && mine >= theirs * 0.9) continue;
+      if ((await q.reserve(s.jobId, me, this.reservationTtl, mine)) !== 'held') continue;
       this.resources.setHold(hold);
       this.reservation = { queue: q, jobId: s.jobId, req, dueSince: null };
       this.logger.info(
@@ -240,7 +238,7 @@ export class ClaimLoop {
           queue: q.name,
           waitedMs: now - s.enqueuedAt,
           devices: hold.devices,
-          startsWithinMs: shadow - now,
+          startsWithinMs: mine,
           ...(s.holder && s.holder.node !== me && { from: s.holder.node }),
         },
         'reserved room for a job that waited too long: its devices drain for it',

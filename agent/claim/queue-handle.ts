@@ -43,16 +43,16 @@ export interface ScanResult {
 export interface Starving {
   readonly jobId: string;
   readonly enqueuedAt: number;
-  /** Who holds its reservation, and by when it could start there at the latest. */
-  readonly holder: { readonly node: string; readonly shadow: number | null } | null;
+  /** Who holds its reservation, and how long until it could start there at the latest (ms). */
+  readonly holder: { readonly node: string; readonly shadowInMs: number | null } | null;
 }
 
 /** The reservation key's value: "node|shadow ms" (a bare node name from older agents). */
 function parseHolder(raw: string): Starving['holder'] {
   if (raw === '') return null;
   const bar = raw.lastIndexOf('|');
-  if (bar < 0) return { node: raw, shadow: null };
-  return { node: raw.slice(0, bar), shadow: Number(raw.slice(bar + 1)) };
+  if (bar < 0) return { node: raw, shadowInMs: null };
+  return { node: raw.slice(0, bar), shadowInMs: Number(raw.slice(bar + 1)) };
 }
 
 /** The agent's view of itself that the scan script takes. */
@@ -211,9 +211,9 @@ export class QueueHandle {
    * could start it at the latest; false when another node holds it and would start it as soon.
    */
   /** Holds, renews or takes over a job's reservation (see reserve-job-2.lua). */
-  async reserve(jobId: string, nodeName: string, ttlMs: number, shadow: number): Promise<ReserveOutcome> {
+  async reserve(jobId: string, nodeName: string, ttlMs: number, shadowInMs: number): Promise<ReserveOutcome> {
     const jobKey = this.jobKey(jobId);
-    const r = await this.cmd.reserveJob(`${jobKey}:ip-reserved`, jobKey, nodeName, ttlMs, Math.round(shadow), Date.now());
+    const r = await this.cmd.reserveJob(`${jobKey}:ip-reserved`, jobKey, nodeName, ttlMs, Math.max(0, Math.round(shadowInMs)));
     return r === 1 ? 'held' : r === -1 ? 'gone' : 'elsewhere';
   }
 

@@ -6,8 +6,9 @@
 
   It also names the first job that does not fit now but would fit this node empty and has
   waited past the starvation bound and that no other node holds a reservation for (or that
-  this node holds), and the first such job another node holds, with its holder ("node|shadow
-  ms"), so this node can take over a reservation it would serve sooner.
+  this node holds), and the first such job another node holds, with its holder ("node|ms until
+  its shadow time", by Redis' clock, so nodes' clocks need not agree), so this node can take over
+  a reservation it would serve sooner.
 
   A device held for a starving job comes with the time that job could start at the latest; it
   takes only jobs whose time limit (`t`) ends by then.
@@ -124,6 +125,13 @@ end
 local bestId, bestPri, bestStranded, bestTs, bestInWait = '', 0, 0, 0, false
 local starvingId, starvingTs, holder = '', 0, ''
 local otherId, otherTs, otherHolder = '', 0, ''
+-- A reservation names its shadow time by Redis' clock; hand it on as the time left until then.
+local function timeLeft(reservation)
+  local by, shadow = string.match(reservation, '^(.*)|(%d+)$')
+  if not by then return reservation end
+  local t = redis.call('TIME')
+  return by .. '|' .. string.format('%d', tonumber(shadow) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+end
 for n, id in ipairs(candidates) do
   -- Nothing later can beat a perfect fit of the best priority seen (later jobs are younger, and
   -- in the prioritized set of the same or a lower priority), once the starving check is done.
@@ -171,4 +179,6 @@ if ARGV[7] ~= '' and bestId ~= '' then
   redis.call('ZADD', KEYS[6], 0, '0')
   claimed = redis.call('HGETALL', jobKey)
 end
+if holder ~= '' then holder = timeLeft(holder) end
+if otherHolder ~= '' then otherHolder = timeLeft(otherHolder) end
 return {bestId, bestPri, bestStranded, bestTs, starvingId, starvingTs, holder, claimed, otherId, otherTs, otherHolder}
