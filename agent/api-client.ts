@@ -103,7 +103,8 @@ export class ApiClient {
             ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
           },
           body === undefined ? undefined : JSON.stringify(body),
-          AbortSignal.any([AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...(retry.signal ? [retry.signal] : [])]),
+          REQUEST_TIMEOUT_MS,
+          retry.signal,
         );
         const text = res.text;
         const parsed = text === '' ? null : safeJson(text);

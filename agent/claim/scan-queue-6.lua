@@ -134,8 +134,10 @@ local function timeLeft(reservation)
 end
 for n, id in ipairs(candidates) do
   -- Nothing later can beat a perfect fit of the best priority seen (later jobs are younger, and
-  -- in the prioritized set of the same or a lower priority), once the starving check is done.
-  if bestId ~= '' and bestStranded == 0 and (starvingId ~= '' or n > 32) then break end
+  -- in the prioritized set of the same or a lower priority), once the starving check is done:
+  -- with a perfect fit in hand, only the first 8 jobs are looked at for one that starves (every
+  -- job read costs Redis a parse, and a deep queue of small jobs is read on every claim).
+  if bestId ~= '' and bestStranded == 0 and (starvingId ~= '' or n > 8) then break end
   local jobKey = prefix .. id
   local h = redis.call('HMGET', jobKey, 'data', 'defa', 'timestamp', 'priority')
   local req = parse(h[1])
