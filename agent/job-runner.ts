@@ -54,7 +54,7 @@ export class JobRunner {
   private readonly closing = new AbortController();
 
   constructor(private readonly d: JobRunnerDeps) {
-    d.locks.onLost((jobId) => this.lockLost(jobId));
+    d.locks.onLost((jobId, token) => this.lockLost(jobId, token));
   }
 
   get jobIds(): string[] {
@@ -101,9 +101,10 @@ export class JobRunner {
     }
   }
 
-  private lockLost(jobId: string): void {
+  private lockLost(jobId: string, token: string): void {
     const r = this.running.get(jobId);
-    if (!r) return;
+    // Not running here, or running under a newer claim than the lock that was lost.
+    if (!r || r.claimed.token !== token) return;
     this.d.logger.warn({ jobId }, 'lost the lock on a running job (another agent may have it now): stopping it');
     r.lockLost.abort();
     if (!r.stop.signal.aborted) r.stop.abort(StopReason.LockLost);

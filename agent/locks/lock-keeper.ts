@@ -15,7 +15,13 @@ export interface LockKeeperOptions {
 export class LockKeeper {
   private readonly thread: Worker;
   private readonly pulse: NodeJS.Timeout;
-  private lostHandler: (jobId: string) => void = () => {};
+  /**
+   * Jobs that ended, told to the thread with the next message rather than one each: a message
+   * between threads costs more than a short job's claim. A lock left tracked a moment longer is
+   * harmless: renewing a lock that is gone changes nothing.
+   */
+  private ended: string[] = [];
+  private lostHandler: (jobId: string, token: string) => void = () => {};
 
   constructor(opts: LockKeeperOptions, logger: Logger) {
     this.thread = new Worker(new URL('./renewer-thread.mjs', import.meta.url), {
@@ -26,26 +32,35 @@ export class LockKeeper {
         watchdogMs: opts.watchdogMs,
       },
     });
-    this.thread.on('message', (m: { type: string; jobId?: string }) => {
-      if (m.type === 'lost' && m.jobId) this.lostHandler(m.jobId);
+    this.thread.on('message', (m: { type: string; jobId?: string; token?: string }) => {
+      if (m.type === 'lost' && m.jobId) this.lostHandler(m.jobId, m.token ?? '');
       if (m.type === 'watchdog') logger.error('the agent main thread stopped answering; no longer renewing job locks');
     });
     this.thread.on('error', (err) => logger.error({ err: err.message }, 'lock renewal thread failed'));
     this.thread.unref();
-    this.pulse = setInterval(() => this.thread.postMessage({ type: 'alive' }), 1000);
+    this.pulse = setInterval(() => this.thread.postMessage({ type: 'alive', untrack: this.takeEnded() }), 1000);
     this.pulse.unref();
   }
 
-  onLost(handler: (jobId: string) => void): void {
+  /** `token` names the claim whose lock was lost: a job that ended and was claimed again keeps its new one. */
+  onLost(handler: (jobId: string, token: string) => void): void {
     this.lostHandler = handler;
   }
 
   track(jobId: string, lockKey: string, stalledKey: string, token: string): void {
-    this.thread.postMessage({ type: 'track', jobId, lockKey, stalledKey, token });
+    // The same job claimed again here: its earlier end must not untrack the new claim.
+    this.ended = this.ended.filter((id) => id !== jobId);
+    this.thread.postMessage({ type: 'track', jobId, lockKey, stalledKey, token, untrack: this.takeEnded() });
   }
 
   untrack(jobId: string): void {
-    this.thread.postMessage({ type: 'untrack', jobId });
+    this.ended.push(jobId);
+  }
+
+  private takeEnded(): string[] {
+    const ended = this.ended;
+    this.ended = [];
+    return ended;
   }
 
   async stop(): Promise<void> {

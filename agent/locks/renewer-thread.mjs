@@ -2,9 +2,11 @@
 // connection, so renewal does not wait on the main thread's event loop: a busy agent does not
 // lose a job it is running. Plain JavaScript so it loads the same under tsx and in a build.
 //
-// Messages in:  {type:'track', jobId, lockKey, stalledKey, token} | {type:'untrack', jobId}
-//               {type:'alive'} (the main thread's pulse) | {type:'stop'}
-// Messages out: {type:'lost', jobId} when a lock is no longer this agent's
+// Messages in:  {type:'track', jobId, lockKey, stalledKey, token, untrack: [jobId]}
+//               {type:'untrack', jobId} | {type:'alive', untrack: [jobId]} (the main thread's pulse)
+//               {type:'stop'}
+// `untrack` lists jobs that ended since the last message; they are forgotten first.
+// Messages out: {type:'lost', jobId, token} when a lock is no longer this agent's
 //               {type:'watchdog'} when the main thread went silent and renewal stopped
 import { parentPort, workerData } from 'node:worker_threads';
 import { Redis } from 'ioredis';
@@ -43,7 +45,7 @@ async function renew() {
         const ok = await redis.extendLock(j.lockKey, j.stalledKey, j.token, lockDurationMs, jobId);
         if (ok === 0 && jobs.get(jobId) === j) {
           jobs.delete(jobId);
-          parentPort.postMessage({ type: 'lost', jobId });
+          parentPort.postMessage({ type: 'lost', jobId, token: j.token });
         }
       } catch {
         // Redis away: try again next round; the lock may outlive a short outage.
@@ -57,6 +59,7 @@ const timer = setInterval(() => {
 }, renewEveryMs);
 
 parentPort.on('message', (m) => {
+  for (const jobId of m.untrack ?? []) jobs.delete(jobId);
   switch (m.type) {
     case 'track':
       jobs.set(m.jobId, { lockKey: m.lockKey, stalledKey: m.stalledKey, token: m.token });
