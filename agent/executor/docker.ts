@@ -294,12 +294,18 @@ export class DockerExecutor implements Executor {
         message: `ran longer than its timeout of ${req.timeoutSeconds} s`,
       });
     }
-    if (state.OOMKilled) {
+    // Docker sets OOMKilled only when the kernel killed the container's first process, and on
+    // cgroup v2 sometimes after the exit is reported. A job whose shell ran the process that was
+    // killed exits 137 (SIGKILL) without it: nobody else sends SIGKILL into a container with a
+    // memory limit that ImagePod did not stop, so that is an out-of-memory kill as well.
+    if (state.OOMKilled || exitCode === 137) {
       return result({
         ...base,
         status: EndStatus.Failed,
         reason: JobEndReason.OomKilled,
-        message: `killed: out of memory (limit ${req.memoryMiB} MiB)`,
+        message: state.OOMKilled
+          ? `killed: out of memory (limit ${req.memoryMiB} MiB)`
+          : `killed by SIGKILL (exit 137) under its ${req.memoryMiB} MiB memory limit: out of memory`,
       });
     }
     const collected = await this.collect(container);
