@@ -183,7 +183,7 @@ export class JobRunner {
       return;
     }
     if (result.stoppedFor === StopReason.Shutdown) {
-      await this.handBack(claimed, giveUp, log);
+      await this.handBack(claimed, result, giveUp, log);
       return;
     }
     await this.finish(claimed, endReport(result), giveUp, log);
@@ -266,12 +266,14 @@ export class JobRunner {
   }
 
   /** Gives a job back to the queue for another agent (this one is shutting down). */
-  private async handBack(claimed: Claimed, giveUp: AbortSignal, log: Logger): Promise<void> {
+  private async handBack(claimed: Claimed, result: ExecutionResult, giveUp: AbortSignal, log: Logger): Promise<void> {
     const jobId = claimed.job.id ?? '';
+    // How long it ran, so the attempt is billed even if its running report never arrived.
+    const ran = result.startedAt !== null ? { ran_ms: Math.max(0, result.finishedAt - result.startedAt) } : {};
     await this.d.api
       .reportStatus(
         jobId,
-        { status: JobStatus.Queued, reason: JobEndReason.HandedBack, lock_token: claimed.token },
+        { status: JobStatus.Queued, reason: JobEndReason.HandedBack, lock_token: claimed.token, ...ran },
         { deadlineMs: 10_000, signal: giveUp },
       )
       .catch((err: Error) => log.warn({ err: err.message }, 'could not tell the API the job was handed back'));

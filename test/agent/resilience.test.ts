@@ -100,6 +100,10 @@ describe('agents that die or stop', () => {
     const back = await view(longJob);
     expect(back).toMatchObject({ status: 'queued', status_reason: 'handed_back', node_id: null });
     expect(a.output()).toContain('handed the job back to the queue');
+    // The attempt that ran on the leaving node is billed, as its own ledger entry.
+    const billed = JSON.parse((await t.redis.hget(`${t.prefix}:{acct}:ledger`, `${longJob}:1`)) ?? '{}');
+    expect(billed).toMatchObject({ attempt: 1, status: 'queued', node_id: (await view(shortJob)).node_id });
+    expect(billed.run_seconds).toBeGreaterThan(0.5);
 
     const b = await startAgent(t, { IMAGEPOD_NODE_NAME: 'taker' });
     agents.push(b);
