@@ -8,15 +8,8 @@
   ARGV[5] now ms  ARGV[6] worker name
   Returns {1, job hash (flat)} when claimed, {0} when the job is no longer waiting.
 ]]
+-- @include lock-active
 if redis.call('HEXISTS', KEYS[5], 'paused') == 1 then return {0} end
 local id = ARGV[2]
-local jobKey = ARGV[1] .. id
 if redis.call('ZREM', KEYS[3], id) == 0 and redis.call('LREM', KEYS[1], 1, id) == 0 then return {0} end
-redis.call('LPUSH', KEYS[2], id)
-redis.call('SET', jobKey .. ':lock', ARGV[3], 'PX', ARGV[4])
-redis.call('DEL', jobKey .. ':ip-reserved')
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', 10000, '*', 'event', 'active', 'jobId', id, 'prev', 'waiting')
-redis.call('HSET', jobKey, 'processedOn', ARGV[5], 'pb', ARGV[6])
-redis.call('HINCRBY', jobKey, 'ats', 1)
-redis.call('ZADD', KEYS[6], 0, '0')
-return {1, redis.call('HGETALL', jobKey)}
+return {1, lockActive(ARGV[1] .. id, id, KEYS[2], KEYS[4], KEYS[6], ARGV[3], ARGV[4], ARGV[5], ARGV[6])}

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { JobPayload } from '../../src/domain/schemas/job.js';
 import { pairsToRecord } from '../../src/redis/connection.js';
+import { readLua } from '../../src/redis/scripts.js';
 import type { ClaimDevice } from '../resources.js';
 
 /** A queue this agent works: a tier's, or a tier's for one GPU family. */
@@ -70,7 +71,7 @@ export interface AgentState {
   readonly skip: readonly string[];
 }
 
-const lua = (file: string) => readFileSync(new URL(file, import.meta.url), 'utf8');
+const lua = (file: string) => readLua(fileURLToPath(new URL(file, import.meta.url)));
 const SCRIPTS = {
   scanQueue: { lua: lua('./scan-queue-6.lua'), numberOfKeys: 6 },
   claimJob: { lua: lua('./claim-job-6.lua'), numberOfKeys: 6 },

@@ -34,6 +34,7 @@
            the claimed job's hash (flat) or {},
            starving job another node holds, its timestamp, its reservation }   ('' / 0 when none)
 ]]
+-- @include lock-active
 local prefix = ARGV[1]
 if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {'', 0, 0, 0, '', 0, '', {}, '', 0, ''} end
 local free = cjson.decode(ARGV[2])
@@ -170,16 +171,8 @@ for n, id in ipairs(candidates) do
 end
 local claimed = {}
 if ARGV[7] ~= '' and bestId ~= '' then
-  local jobKey = prefix .. bestId
   if bestInWait then redis.call('LREM', KEYS[1], 1, bestId) else redis.call('ZREM', KEYS[2], bestId) end
-  redis.call('LPUSH', KEYS[4], bestId)
-  redis.call('SET', jobKey .. ':lock', ARGV[7], 'PX', ARGV[8])
-  redis.call('DEL', jobKey .. ':ip-reserved')
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', 10000, '*', 'event', 'active', 'jobId', bestId, 'prev', 'waiting')
-  redis.call('HSET', jobKey, 'processedOn', ARGV[5], 'pb', ARGV[9])
-  redis.call('HINCRBY', jobKey, 'ats', 1)
-  redis.call('ZADD', KEYS[6], 0, '0')
-  claimed = redis.call('HGETALL', jobKey)
+  claimed = lockActive(prefix .. bestId, bestId, KEYS[4], KEYS[5], KEYS[6], ARGV[7], ARGV[8], ARGV[5], ARGV[9])
 end
 if holder ~= '' then holder = timeLeft(holder) end
 if otherHolder ~= '' then otherHolder = timeLeft(otherHolder) end

@@ -37,12 +37,17 @@ function camel(kebab: string): string {
   return kebab.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-function expandIncludes(source: string, seen: Set<string>): string {
+function expandIncludes(source: string, includesDir: string, seen: Set<string>): string {
   return source.replace(/^-- @include ([a-z-]+)$/gm, (_, name: string) => {
     if (seen.has(name)) return '';
     seen.add(name);
-    return expandIncludes(readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'), seen);
+    return expandIncludes(readFileSync(join(includesDir, `${name}.lua`), 'utf8'), includesDir, seen);
   });
+}
+
+/** A Lua file with its `-- @include x` lines replaced by `includes/x.lua` beside it, each once. */
+export function readLua(path: string): string {
+  return expandIncludes(readFileSync(path, 'utf8'), join(dirname(path), 'includes'), new Set());
 }
 
 function loadAll(): ReadonlyMap<ScriptName, LoadedScript> {
@@ -53,7 +58,7 @@ function loadAll(): ReadonlyMap<ScriptName, LoadedScript> {
     if (!m?.[1] || !m[2]) continue;
     const name = camel(m[1]);
     if (!known.has(name)) throw new Error(`lua/${file} has no entry in ScriptName`);
-    const lua = expandIncludes(readFileSync(join(LUA_DIR, file), 'utf8'), new Set());
+    const lua = readLua(join(LUA_DIR, file));
     out.set(name as ScriptName, { lua, numberOfKeys: Number(m[2]) });
   }
   for (const name of known) if (!out.has(name as ScriptName)) throw new Error(`no Lua file for script ${name}`);
