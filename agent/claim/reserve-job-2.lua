@@ -18,8 +18,8 @@ if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[2] .. ':lock'
   redis.call('DEL', KEYS[1])
   return -1
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include redis-now
+local now = redisNowMs()
 local mine = now + math.max(0, math.floor(tonumber(ARGV[3])))
 local current = redis.call('GET', KEYS[1])
 if current then

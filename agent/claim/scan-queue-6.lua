@@ -35,6 +35,7 @@
            starving job another node holds, its timestamp, its reservation }   ('' / 0 when none)
 ]]
 -- @include lock-active
+-- @include redis-now
 local prefix = ARGV[1]
 if redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return {'', 0, 0, 0, '', 0, '', {}, '', 0, ''} end
 local free = cjson.decode(ARGV[2])
@@ -130,8 +131,7 @@ local otherId, otherTs, otherHolder = '', 0, ''
 local function timeLeft(reservation)
   local by, shadow = string.match(reservation, '^(.*)|(%d+)$')
   if not by then return reservation end
-  local t = redis.call('TIME')
-  return by .. '|' .. string.format('%d', tonumber(shadow) - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+  return by .. '|' .. string.format('%d', tonumber(shadow) - redisNowMs())
 end
 for n, id in ipairs(candidates) do
   -- Nothing later can beat a perfect fit of the best priority seen (later jobs are younger, and
