@@ -25,6 +25,7 @@ import { Heartbeat } from './heartbeat.js';
 import { type Identity, loadIdentity, saveIdentity } from './identity.js';
 import { JobRunner } from './job-runner.js';
 import { LockKeeper } from './locks/lock-keeper.js';
+import { AgentMetrics, MetricsEndpoint } from './metrics.js';
 import { ResourceBook } from './resources.js';
 
 export const AGENT_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -46,6 +47,9 @@ export class Agent {
   private readonly closers: (() => Promise<void> | void)[] = [];
   /** Resolves when the agent must stop on its own (its node was deleted). */
   readonly fatal: Promise<string>;
+  readonly metrics: AgentMetrics;
+  /** Where Prometheus scrapes this agent; null when turned off or its port was taken. */
+  metricsUrl: string | null = null;
   private raiseFatal: (why: string) => void = () => {};
 
   private constructor(
@@ -55,6 +59,7 @@ export class Agent {
     this.fatal = new Promise((resolve) => {
       this.raiseFatal = resolve;
     });
+    this.metrics = new AgentMetrics(config.node.name, config.metrics !== null);
   }
 
   identity!: Identity;
@@ -151,6 +156,7 @@ export class Agent {
         if (code === 'fair_share') this.cappedHere.add(encodeURIComponent(owner));
         this.claimLoop.avoid(jobId);
       },
+      onEnded: (status) => this.metrics.jobFinished(status),
     });
     this.memoryWatch = new GpuMemoryWatch(config.gpus.nvidiaSmi, this.executor, this.resources, config.gpuMemoryMargin, log);
     this.claimLoop = new ClaimLoop(
@@ -158,8 +164,11 @@ export class Agent {
       this.resources,
       () => this.self(),
       () => !this.stopping && this.adminState === 'active' && this.healthy && !crashLoop.backingOff,
-      (claimed, placement) => this.runner.start(claimed, placement),
-      config.claim,
+      (claimed, placement) => {
+        this.metrics.jobClaimed();
+        this.runner.start(claimed, placement);
+      },
+      { ...config.claim, onScan: (seconds) => this.metrics.claimScanned(seconds) },
       log,
     );
 
@@ -169,6 +178,7 @@ export class Agent {
       intervalMs: config.heartbeatIntervalMs ?? plane.heartbeat_interval_ms,
       collect: () => this.collect(gpus, crashLoop),
       onAck: (ack) => {
+        this.metrics.heartbeatDelivered();
         const wasActive = this.adminState === 'active';
         this.adminState = ack.admin_state;
         this.labels = ack.labels;
@@ -182,6 +192,7 @@ export class Agent {
         if (!wasActive && ack.admin_state === 'active') this.claimLoop.wake();
       },
       onForgotten: () => this.raiseFatal('the API no longer knows this node (was it deleted?)'),
+      onFailed: () => this.metrics.heartbeatFailed(),
       logger: log,
     });
     this.closers.push(() => this.heartbeat.stop());
@@ -201,6 +212,37 @@ export class Agent {
     for (const q of queues) await q.startStalledChecks();
     this.claimLoop.start();
     this.closers.push(() => this.claimLoop.stop());
+    await this.serveMetrics(log);
+  }
+
+  /** `/metrics` for Prometheus. A port already taken costs the metrics, not the node's jobs. */
+  private async serveMetrics(log: Logger): Promise<void> {
+    const { resources, runner } = this;
+    this.metrics.observe({
+      runningJobs: () => runner.count,
+      gpus: () =>
+        resources.deviceList.map((d) => ({
+          index: d.index,
+          model: d.name,
+          totalMiB: d.memoryTotal,
+          freeMiB: resources.freeOn(d.index),
+          reservedMiB: resources.reservedOn(d.index),
+          utilization: resources.liveOf(d.index)?.utilization ?? null,
+        })),
+    });
+    const at = this.config.metrics;
+    if (at === null) return;
+    try {
+      const endpoint = await MetricsEndpoint.listen(this.metrics.registry, at.host, at.port);
+      this.closers.push(() => endpoint.close());
+      this.metricsUrl = endpoint.url;
+      log.info({ url: endpoint.url }, 'serving metrics');
+    } catch (err) {
+      log.error(
+        { err: (err as Error).message, host: at.host, port: at.port },
+        'cannot serve metrics (IMAGEPOD_AGENT_METRICS_PORT); running without them',
+      );
+    }
   }
 
   private cleanupPending = false;

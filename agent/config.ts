@@ -81,6 +81,10 @@ const schema = z
     IMAGEPOD_CRASH_LOOP_THRESHOLD: envInt(1, 100).default(3),
     IMAGEPOD_CRASH_LOOP_BACKOFF_MS: envInt(0).default(60_000),
     IMAGEPOD_ALLOW_INSECURE_API: envBool().default(false),
+    IMAGEPOD_AGENT_METRICS_PORT: envString()
+      .default('9464')
+      .refine((v) => v === 'off' || (/^\d{1,5}$/.test(v) && Number(v) <= 65535), 'a port (0 picks a free one), or off'),
+    IMAGEPOD_AGENT_METRICS_HOST: envString().default('0.0.0.0'),
     IMAGEPOD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine((e, ctx) => {
@@ -151,6 +155,8 @@ export interface AgentConfig {
   /** A job may use this much GPU memory above what it declared before it is stopped. */
   readonly gpuMemoryMargin: { readonly percent: number; readonly mib: number };
   readonly allowInsecureApi: boolean;
+  /** Where `/metrics` listens; null when turned off. */
+  readonly metrics: { readonly host: string; readonly port: number } | null;
   readonly logLevel: string;
 }
 
@@ -209,6 +215,8 @@ export function loadAgentConfig(env: Env): AgentConfig {
     crashLoop: { threshold: e.IMAGEPOD_CRASH_LOOP_THRESHOLD, backoffMs: e.IMAGEPOD_CRASH_LOOP_BACKOFF_MS },
     gpuMemoryMargin: { percent: e.IMAGEPOD_GPU_MEMORY_MARGIN_PERCENT, mib: e.IMAGEPOD_GPU_MEMORY_MARGIN_MIB },
     allowInsecureApi: e.IMAGEPOD_ALLOW_INSECURE_API,
+    metrics:
+      e.IMAGEPOD_AGENT_METRICS_PORT === 'off' ? null : { host: e.IMAGEPOD_AGENT_METRICS_HOST, port: Number(e.IMAGEPOD_AGENT_METRICS_PORT) },
     logLevel: e.IMAGEPOD_LOG_LEVEL,
   };
 }

@@ -10,6 +10,8 @@ export interface HeartbeatDeps {
   readonly onAck: (ack: HeartbeatAck) => void;
   /** The API no longer knows this node (an admin deleted it) or its key. */
   readonly onForgotten: () => void;
+  /** A beat that did not get through (for the metrics). */
+  readonly onFailed?: () => void;
   readonly logger: Logger;
 }
 
@@ -71,6 +73,7 @@ export class Heartbeat {
       this.failing = false;
       this.d.onAck(ack);
     } catch (err) {
+      this.d.onFailed?.();
       if (err instanceof ApiError && (err.status === 401 || err.code === 'node_not_registered')) {
         this.d.logger.error({ status: err.status }, 'the API does not know this node any more');
         this.d.onForgotten();

@@ -25,6 +25,8 @@ export interface JobRunnerDeps {
   readonly onFreed: () => void;
   /** The API would not let this node take a job (its owner at the cap, or the price): why. */
   readonly onRefused: (jobId: string, owner: string, code: string) => void;
+  /** A job ended here, as the API recorded it (for the metrics). */
+  readonly onEnded?: (status: string) => void;
 }
 
 interface Running {
@@ -262,6 +264,8 @@ export class JobRunner {
         await claimed.job.moveToFailed(new Error(view.status_reason ?? view.error_message ?? view.status), claimed.token, false);
       }
     });
+    // A retry shows `queued` in the API; here it ended as reported.
+    this.d.onEnded?.(view.status === JobStatus.Queued ? end.status : view.status);
     log.info({ status: view.status, reason: view.status_reason, exitCode: view.exit_code }, 'job ended');
   }
 
@@ -269,7 +273,7 @@ export class JobRunner {
   private async handBack(claimed: Claimed, result: ExecutionResult, giveUp: AbortSignal, log: Logger): Promise<void> {
     const jobId = claimed.job.id ?? '';
     // How long it ran, so the attempt is billed even if its running report never arrived.
-    const ran = result.startedAt !== null ? { ran_ms: Math.max(0, result.finishedAt - result.startedAt) } : {};
+    const ran = result.startedAt !== null ? { ran_ms: ranMs(result.startedAt, result.finishedAt) } : {};
     await this.d.api
       .reportStatus(
         jobId,
@@ -338,10 +342,13 @@ function toRequest(v: JobView, nodeId: string, placement: Placement) {
   };
 }
 
+/** At least 1: a job that started ran, even within one millisecond, and 0 tells the API "unknown". */
+const ranMs = (startedAt: number, finishedAt: number): number => Math.max(1, finishedAt - startedAt);
+
 function endReport(r: ExecutionResult): Omit<JobStatusReport, 'lock_token'> {
   return {
     status: r.status,
-    ...(r.startedAt !== null && { ran_ms: Math.max(0, r.finishedAt - r.startedAt) }),
+    ...(r.startedAt !== null && { ran_ms: ranMs(r.startedAt, r.finishedAt) }),
     ...(r.exitCode !== null && { exit_code: r.exitCode }),
     ...(r.reason !== null && { reason: r.reason }),
     ...(r.message !== null && r.status !== 'succeeded' && { error_message: r.message }),

@@ -54,6 +54,7 @@ const agent = await Agent.start(
     IMAGEPOD_DOCKER_NETWORK: 'none',
     IMAGEPOD_NVIDIA_SMI: '/nonexistent',
     IMAGEPOD_SIMULATED_GPUS: '1x24564:RTX 4090',
+    IMAGEPOD_AGENT_METRICS_PORT: 'off',
   }),
   pino({ level: 'silent' }),
 );

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 /**
- * Runs the whole system on this machine: the API and a local agent, against the local Redis,
- * starting a redis-server when none answers. Secrets for development are generated once into
- * .imagepod/local.env.
+ * Runs the whole system on this machine: the API (with the dashboard and Bull Board) and a local
+ * agent, against the local Redis, starting a redis-server when none answers. Secrets for
+ * development are generated once into .imagepod/local.env.
  *
  *   npm run local
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -126,6 +126,23 @@ async function ensureRedis(url) {
   say(`started redis-server on ${host}:${port} (data in .imagepod/redis, stopped when this exits)`);
 }
 
+/** The dashboard is static files the API serves; build them when missing or older than their sources. */
+function ensureDashboard() {
+  const built = join(root, 'dashboard', 'dist', 'index.html');
+  const newest = (dir) => {
+    let t = 0;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+    }
+    return t;
+  };
+  if (existsSync(built) && statSync(built).mtimeMs >= newest(join(root, 'dashboard', 'src'))) return;
+  say('building the dashboard (npm run build:dashboard)');
+  const r = spawnSync('npm', ['run', '--silent', 'build:dashboard'], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) fail('the dashboard did not build; see above');
+}
+
 function start(name, script, env) {
   const child = spawn(process.execPath, ['--import', 'tsx', script], {
     cwd: root,
@@ -224,6 +241,7 @@ const env = {
   ...secrets,
 };
 await ensureRedis(env.IMAGEPOD_REDIS_URL);
+ensureDashboard();
 const apiUrl = `http://localhost:${port}`;
 start('api', 'src/main.ts', env);
 await waitReady(apiUrl);
@@ -247,7 +265,10 @@ await waitAgentOnline(apiUrl, env);
 const adminToken = mint(env, 'admin', 'admin');
 const userToken = mint(env, 'alice', 'user');
 say('ImagePod is running:');
-say(`  API           ${apiUrl}/gpu-workers/`);
+say(`  dashboard     ${apiUrl}/  (sign in with a token below)`);
+say(`  Bull Board    ${apiUrl}/admin/queues  (admins, after signing in on the dashboard)`);
+say(`  API           ${apiUrl}/gpu-workers/  (reference: ${apiUrl}/docs)`);
+say(`  metrics       ${apiUrl}/metrics`);
 say(`  health        ${apiUrl}/healthz  ${apiUrl}/readyz`);
 say(`  agent         node "${agentEnv.IMAGEPOD_NODE_NAME}", state in ${agentEnv.IMAGEPOD_AGENT_STATE_DIR}`);
 say('Tokens for development (12 h; mint more with `npm run token -- --sub <user> [--role admin]`):');

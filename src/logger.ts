@@ -1,4 +1,5 @@
-import { type Logger, pino } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
+import { logMixin } from './util/log-context.js';
 
 /**
  * Structured JSON logs. Anything that could carry a credential is redacted at the source, so a
@@ -25,13 +26,17 @@ export function errWithoutStack(err: unknown): Record<string, unknown> {
   return { type: e.name, message: e.message, ...(e.code !== undefined && { code: e.code }) };
 }
 
-export function createLogger(level: string, name: string): Logger {
-  return pino({
+/** `destination` defaults to stdout; tests pass a stream to read what was logged. */
+export function createLogger(level: string, name: string, destination?: DestinationStream): Logger {
+  const options = {
     name,
     level,
     serializers: { err: errWithoutStack },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { service: name },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+    // The request id, and the job and node a request is about, on every line it causes.
+    mixin: logMixin,
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }

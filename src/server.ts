@@ -5,17 +5,24 @@ import { TierTable } from './domain/tiers.js';
 import { createApp } from './http/app.js';
 import { configurePassport } from './http/auth.js';
 import type { RouteContext } from './http/context.js';
+import { Sessions } from './http/session.js';
+import { ApiMetrics } from './metrics/api-metrics.js';
+import { metricSources } from './metrics/api-sources.js';
 import { createRedis } from './redis/connection.js';
 import { Keys } from './redis/keys.js';
 import { Accounting } from './services/accounting.js';
 import { agentConfigFor } from './services/agent-config.js';
 import { Credentials } from './services/credentials.js';
+import { FleetOverview } from './services/fleet-overview.js';
+import { JobEventFeed } from './services/job-events.js';
 import { JobQueues } from './services/job-queues.js';
 import { JobReports } from './services/job-reports.js';
 import { JobService } from './services/job-service.js';
 import { JobStore } from './services/job-store.js';
 import { NodeRegistry } from './services/node-registry.js';
 import { WaitReasons } from './services/wait-reasons.js';
+import { AddressPolicy } from './services/webhooks/address-policy.js';
+import { Webhooks } from './services/webhooks/webhooks.js';
 
 export interface ApiServer {
   readonly server: Server;
@@ -56,8 +63,42 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
   const queues = new JobQueues(queueRedis, keys, tiers, config.jobRetentionSeconds, () => {});
   const store = new JobStore(redis, keys, tiers);
   const waitReasons = new WaitReasons(nodes, accounting);
-  const jobs = new JobService(redis, keys, tiers, store, queues, nodes, accounting, waitReasons, config.limits, config.jobRetentionSeconds);
-  const reports = new JobReports(redis, keys, store, nodes, accounting, config.limits, config.jobRetentionSeconds);
+  // One registry per server: tests run several servers in one process.
+  const metrics = new ApiMetrics();
+  const webhookPolicy = new AddressPolicy(config.webhooks.allow);
+  const jobs = new JobService(
+    redis,
+    keys,
+    tiers,
+    store,
+    queues,
+    nodes,
+    accounting,
+    waitReasons,
+    config.limits,
+    config.jobRetentionSeconds,
+    metrics,
+    (url) => webhookPolicy.literalProblem(url),
+  );
+  const reports = new JobReports(redis, keys, store, nodes, accounting, config.limits, config.jobRetentionSeconds, metrics);
+  metrics.observe(metricSources({ queues, nodes, pendingByTier: () => jobs.pendingByTier() }));
+
+  const blockingConnection = () => {
+    const c = redis.duplicate({ enableAutoPipelining: false, maxRetriesPerRequest: null });
+    c.on('error', () => {});
+    return c;
+  };
+  const events = new JobEventFeed(
+    keys,
+    tiers.all.map((t) => t.name),
+    blockingConnection,
+    logger,
+  );
+  // Not awaited: with Redis away the API still starts (and answers 503) while the feed waits.
+  void events.start();
+  const webhooks = new Webhooks({ config, redis, queueRedis, keys, tiers, jobs, policy: webhookPolicy, logger });
+  const overview = new FleetOverview(redis, keys, tiers, queues, store, nodes, waitReasons, logger);
+  overview.startSampling();
 
   const context: RouteContext = {
     config,
@@ -68,11 +109,13 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
     accounting,
     agentConfig: (nodeId, agentId) => agentConfigFor(config, tiers, keys, nodeId, agentId),
     logger,
-    blockingConnection: () => {
-      const c = redis.duplicate({ enableAutoPipelining: false, maxRetriesPerRequest: null });
-      c.on('error', () => {});
-      return c;
-    },
+    metrics,
+    events,
+    overview,
+    sessions: new Sessions(config, logger),
+    watchQueues: (onQueue) => queues.watch(onQueue),
+    blockingConnection,
+    webhookSecrets: webhooks.secrets,
     ping: async () => {
       await redis.ping();
     },
@@ -94,6 +137,9 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      overview.stopSampling();
+      await events.close();
+      await webhooks.close();
       await queues.close();
       redis.disconnect();
       queueRedis.disconnect();

@@ -9,6 +9,8 @@ export interface ClaimLoopOptions {
   readonly starvationMs: number;
   /** Look again this often even without a wake-up (a stalled job's return emits none). */
   readonly rescanIntervalMs: number;
+  /** How long each look at all the queues took (for the metrics). */
+  readonly onScan?: (seconds: number) => void;
 }
 
 /** What the claim scripts need to know of this node besides its resources. */
@@ -135,9 +137,11 @@ export class ClaimLoop {
     // One queue: look and take in one step. Several: look at all, then take from the best one
     // (in one step again, so agents racing for it each get a job rather than the same one).
     const single = this.queues.length === 1;
+    const scanStart = performance.now();
     const scans = await Promise.all(
       this.queues.map(async (q) => ({ q, r: await q.scan(state, capacity, scanLimit, starvationMs, single) })),
     );
+    this.opts.onScan?.((performance.now() - scanStart) / 1000);
 
     if (this.reservation === null && (await this.considerReservation(scans))) {
       // Hand back what the single-queue scan took, if anything: the reservation changes what fits.

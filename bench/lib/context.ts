@@ -84,6 +84,8 @@ export async function startStack(prefix: string, apiEnv: Record<string, string> 
           IMAGEPOD_NODE_NAME: `bench-${agents.length + i}`,
           IMAGEPOD_NVIDIA_SMI: '/nonexistent',
           IMAGEPOD_DISK_MIN_FREE_MIB: '0',
+          // Many agents share this process: none serves /metrics (they would race for one port).
+          IMAGEPOD_AGENT_METRICS_PORT: 'off',
           ...env,
         });
         started.push(await Agent.start(config, pino({ level: process.env.BENCH_AGENT_LOG ?? 'silent' }, pino.destination(2)), executor()));

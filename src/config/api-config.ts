@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_TIER_BOUNDS_MIB, parseTierBounds } from '../domain/tiers.js';
 import { type Env, envInt, envString, mask, maskUrl, parseEnv } from './env.js';
+
+/** Where `npm run build:dashboard` puts the dashboard; IMAGEPOD_DASHBOARD_DIR overrides it. */
+export const DEFAULT_DASHBOARD_DIR = resolve(import.meta.dirname, '../../dashboard/dist');
 
 export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -28,6 +33,10 @@ const schema = z
     IMAGEPOD_JWT_PUBLIC_KEY_FILE: envString().optional(),
     IMAGEPOD_JWT_ISSUER: envString().optional(),
     IMAGEPOD_JWT_AUDIENCE: envString().optional(),
+    IMAGEPOD_SESSION_SECRET: envString()
+      .refine((t) => t.length >= 32, 'must be at least 32 characters')
+      .optional(),
+    IMAGEPOD_SESSION_TTL_SECONDS: envInt(60, 24 * 3600).default(3600),
     IMAGEPOD_REGISTRATION_TOKEN: envString().refine((t) => t.length >= 16, 'must be at least 16 characters'),
     IMAGEPOD_HEARTBEAT_INTERVAL_MS: envInt(100, 600_000).default(5000),
     IMAGEPOD_HEARTBEAT_TTL_MS: envInt(200, 3_600_000).optional(),
@@ -41,6 +50,29 @@ const schema = z
     IMAGEPOD_JOB_TIMEOUT_MAX_SECONDS: envInt(1).default(7 * 24 * 3600),
     IMAGEPOD_PAGE_SIZE_MAX: envInt(1, 10_000).default(500),
     IMAGEPOD_MAX_RUNNING_JOBS_PER_USER: envInt(0, 1_000_000).default(0),
+    IMAGEPOD_WEBHOOK_ALLOW: envString()
+      .default('')
+      .transform((s, ctx) => {
+        const entries = s
+          .split(',')
+          .map((e) => e.trim())
+          .filter((e) => e !== '');
+        const bad = entries.filter((e) => !isAllowEntry(e));
+        if (bad.length > 0) {
+          ctx.addIssue({ code: 'custom', message: `not a host name, address or CIDR: ${bad.join(', ')}` });
+          return z.NEVER;
+        }
+        return entries;
+      }),
+    IMAGEPOD_WEBHOOK_ATTEMPTS: envInt(1, 20).default(8),
+    IMAGEPOD_WEBHOOK_BACKOFF_MS: envInt(10, 3_600_000).default(30_000),
+    IMAGEPOD_WEBHOOK_TIMEOUT_MS: envInt(100, 60_000).default(10_000),
+    IMAGEPOD_WEBHOOK_CONCURRENCY: envInt(1, 1000).default(16),
+    IMAGEPOD_JOB_WAIT_MAX_SECONDS: envInt(1, 3600).default(300),
+    IMAGEPOD_METRICS_TOKEN: envString()
+      .refine((t) => t.length >= 16, 'must be at least 16 characters')
+      .optional(),
+    IMAGEPOD_DASHBOARD_DIR: envString().optional(),
     IMAGEPOD_LOG_LEVEL: z
       .preprocess((v) => (v === '' ? undefined : v), z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
       .default('info'),
@@ -89,6 +121,8 @@ export interface ApiConfig {
   readonly tierBoundsMiB: readonly number[];
   readonly jwt: JwtVerification & { readonly issuer?: string; readonly audience?: string };
   readonly registrationToken: string;
+  /** Signs dashboard session cookies; unset: derived from the JWT secret, or random per process. */
+  readonly session: { readonly secret: string | null; readonly ttlSeconds: number };
   readonly heartbeatIntervalMs: number;
   readonly heartbeatTtlMs: number;
   readonly host: string;
@@ -104,7 +138,21 @@ export interface ApiConfig {
   readonly jobRetentionSeconds: number;
   /** Fair share: how many jobs one user may have running at once, unless an admin set theirs (0: no cap). */
   readonly maxRunningJobsPerUser: number;
+  /** Job webhooks: who may be reached (besides public addresses) and how deliveries are retried. */
+  readonly webhooks: {
+    readonly allow: readonly string[];
+    readonly attempts: number;
+    readonly backoffMs: number;
+    readonly timeoutMs: number;
+    readonly concurrency: number;
+  };
+  /** The longest `POST /jobs?wait=` may hold a request. */
+  readonly jobWaitMaxSeconds: number;
+  /** When set, `GET /metrics` needs `Authorization: Bearer <it>`; else it is open. */
+  readonly metricsToken: string | undefined;
   readonly logLevel: string;
+  /** The built dashboard served at `/`. */
+  readonly dashboardDir: string;
 }
 
 /** A pure function of the environment (and, for a key file, the file it names). */
@@ -123,6 +171,7 @@ export function loadApiConfig(env: Env): ApiConfig {
     tierBoundsMiB: e.IMAGEPOD_TIER_BOUNDS_MIB,
     jwt: { ...jwt, issuer: e.IMAGEPOD_JWT_ISSUER, audience: e.IMAGEPOD_JWT_AUDIENCE },
     registrationToken: e.IMAGEPOD_REGISTRATION_TOKEN,
+    session: { secret: e.IMAGEPOD_SESSION_SECRET ?? null, ttlSeconds: e.IMAGEPOD_SESSION_TTL_SECONDS },
     heartbeatIntervalMs: e.IMAGEPOD_HEARTBEAT_INTERVAL_MS,
     heartbeatTtlMs: e.IMAGEPOD_HEARTBEAT_TTL_MS ?? 3 * e.IMAGEPOD_HEARTBEAT_INTERVAL_MS,
     host: e.IMAGEPOD_HOST,
@@ -137,8 +186,31 @@ export function loadApiConfig(env: Env): ApiConfig {
     },
     jobRetentionSeconds: e.IMAGEPOD_JOB_RETENTION_SECONDS,
     maxRunningJobsPerUser: e.IMAGEPOD_MAX_RUNNING_JOBS_PER_USER,
+    webhooks: {
+      allow: e.IMAGEPOD_WEBHOOK_ALLOW,
+      attempts: e.IMAGEPOD_WEBHOOK_ATTEMPTS,
+      backoffMs: e.IMAGEPOD_WEBHOOK_BACKOFF_MS,
+      timeoutMs: e.IMAGEPOD_WEBHOOK_TIMEOUT_MS,
+      concurrency: e.IMAGEPOD_WEBHOOK_CONCURRENCY,
+    },
+    jobWaitMaxSeconds: e.IMAGEPOD_JOB_WAIT_MAX_SECONDS,
+    metricsToken: e.IMAGEPOD_METRICS_TOKEN,
     logLevel: e.IMAGEPOD_LOG_LEVEL,
+    dashboardDir: e.IMAGEPOD_DASHBOARD_DIR ?? DEFAULT_DASHBOARD_DIR,
   };
+}
+
+/** An `IMAGEPOD_WEBHOOK_ALLOW` entry: a host name, an address, or a CIDR. */
+function isAllowEntry(entry: string): boolean {
+  const [addr = '', bits, extra] = entry.split('/');
+  const family = isIP(addr);
+  if (family !== 0) {
+    if (extra !== undefined) return false;
+    if (bits === undefined) return true;
+    const n = Number(bits);
+    return /^\d{1,3}$/.test(bits) && n <= (family === 4 ? 32 : 128);
+  }
+  return bits === undefined && /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(entry);
 }
 
 function readKeyFile(path: string): string {
@@ -161,6 +233,7 @@ export function describeApiConfig(c: ApiConfig): Record<string, unknown> {
         ? { kind: 'secret', secret: mask(c.jwt.secret), issuer: c.jwt.issuer, audience: c.jwt.audience }
         : { kind: 'public-key', issuer: c.jwt.issuer, audience: c.jwt.audience },
     registrationToken: mask(c.registrationToken),
+    session: { secret: c.session.secret === null ? null : mask(c.session.secret), ttlSeconds: c.session.ttlSeconds },
     heartbeatIntervalMs: c.heartbeatIntervalMs,
     heartbeatTtlMs: c.heartbeatTtlMs,
     host: c.host,
@@ -168,6 +241,10 @@ export function describeApiConfig(c: ApiConfig): Record<string, unknown> {
     limits: c.limits,
     jobRetentionSeconds: c.jobRetentionSeconds,
     maxRunningJobsPerUser: c.maxRunningJobsPerUser,
+    webhooks: c.webhooks,
+    jobWaitMaxSeconds: c.jobWaitMaxSeconds,
+    metricsToken: c.metricsToken === undefined ? '(unset: /metrics is open)' : mask(c.metricsToken),
     logLevel: c.logLevel,
+    dashboardDir: c.dashboardDir,
   };
 }

@@ -2,14 +2,23 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import { pinoHttp } from 'pino-http';
 import { errWithoutStack } from '../logger.js';
-import { authenticate } from './auth.js';
+import { withLogFields } from '../util/log-context.js';
+import { authenticate, personTokenVerifier } from './auth.js';
+import { adminsOnly, BULL_BOARD_PATH, bullBoard } from './bull-board.js';
 import type { RouteContext } from './context.js';
+import { dashboardStatic } from './dashboard-static.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { accountingRoutes } from './routes/accounting.js';
 import { agentRoutes } from './routes/agents.js';
 import { healthRoutes } from './routes/health.js';
+import { identityRoutes } from './routes/identity.js';
 import { jobRoutes } from './routes/jobs.js';
+import { metricsRoutes, requestMetrics } from './routes/metrics.js';
 import { nodeRoutes } from './routes/nodes.js';
+import { openapiRoutes } from './routes/openapi.js';
+import { overviewRoutes } from './routes/overview.js';
+import { sessionRoutes } from './routes/session.js';
+import { webhookRoutes } from './routes/webhooks.js';
 
 /** Route prefix of the original README's API. */
 export const API_BASE = '/gpu-workers';
@@ -37,16 +46,26 @@ export function createApp(ctx: RouteContext): Express {
       },
     }),
   );
+  app.use((req, _res, next) => withLogFields({ reqId: String(req.id) }, next));
+  app.use(requestMetrics(ctx.metrics));
   app.use(healthRoutes(ctx));
+  app.use(metricsRoutes(ctx));
+  app.use(openapiRoutes(ctx, API_BASE));
   app.use(express.json({ limit: ctx.config.limits.bodyBytes, strict: true }));
 
   const api = express.Router();
-  api.use(authenticate(ctx.passport));
+  api.use(sessionRoutes(ctx, personTokenVerifier(ctx.config)));
+  api.use(authenticate(ctx.passport, ctx.sessions));
   api.use(nodeRoutes(ctx));
   api.use(jobRoutes(ctx));
   api.use(agentRoutes(ctx));
   api.use(accountingRoutes(ctx));
+  api.use(identityRoutes(ctx));
+  api.use(overviewRoutes(ctx));
+  api.use(webhookRoutes(ctx));
   app.use(API_BASE, api);
+  app.use(BULL_BOARD_PATH, authenticate(ctx.passport, ctx.sessions), adminsOnly, bullBoard(ctx.watchQueues));
+  app.use(dashboardStatic(ctx.config.dashboardDir));
 
   app.use(notFoundHandler);
   app.use(errorHandler(ctx.logger));

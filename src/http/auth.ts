@@ -1,5 +1,6 @@
-import { createPublicKey, createSecretKey } from 'node:crypto';
+import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import jwt, { type Algorithm, type VerifyOptions } from 'jsonwebtoken';
 import passport from 'passport';
 import { ExtractJwt, Strategy as JwtStrategy, type StrategyOptionsWithoutRequest } from 'passport-jwt';
 import { Strategy as PassportStrategy } from 'passport-strategy';
@@ -7,6 +8,8 @@ import type { ApiConfig } from '../config/api-config.js';
 import { ForbiddenError, UnauthorizedError } from '../domain/errors.js';
 import { isAdmin, type Principal, ROLES } from '../domain/roles.js';
 import { Credentials } from '../services/credentials.js';
+import { annotateLog } from '../util/log-context.js';
+import { checkSameOrigin, readCookie, SESSION_COOKIE, type Sessions } from './session.js';
 
 /**
  * Three kinds of caller, all with `Authorization: Bearer <token>`:
@@ -46,28 +49,59 @@ class BearerStrategy extends PassportStrategy {
   }
 }
 
-export function configurePassport(config: ApiConfig, credentials: Credentials): passport.PassportStatic {
-  const p = new passport.Passport() as unknown as passport.PassportStatic;
+/** The options people's JWTs are verified with: one place for the strategy and for sign-in. */
+function jwtVerification(config: ApiConfig): { key: KeyObject; options: VerifyOptions & { algorithms: Algorithm[] } } {
   // A KeyObject made once: given a string, jsonwebtoken tries it as a PEM public key on every
   // verify (and throws, for a secret), which cost more than the rest of a request.
   const key = config.jwt.kind === 'secret' ? createSecretKey(Buffer.from(config.jwt.secret)) : createPublicKey(config.jwt.publicKey);
+  return {
+    key,
+    options: {
+      algorithms: [...config.jwt.algorithms] as Algorithm[],
+      ...(config.jwt.issuer !== undefined && { issuer: config.jwt.issuer }),
+      ...(config.jwt.audience !== undefined && { audience: config.jwt.audience }),
+    },
+  };
+}
+
+function personOf(payload: { sub?: unknown; role?: unknown }): (Principal & { kind: 'user' }) | null {
+  const role = ROLES.find((r) => r === payload.role);
+  if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 128 || role === undefined) return null;
+  return { kind: 'user', userId: payload.sub, role };
+}
+
+/** Checks a person's token as the JWT strategy would; with its expiry (seconds), for sessions. */
+export type PersonTokenVerifier = (token: string) => { principal: Principal & { kind: 'user' }; expiresAt: number | null } | null;
+
+export function personTokenVerifier(config: ApiConfig): PersonTokenVerifier {
+  const { key, options } = jwtVerification(config);
+  return (token) => {
+    try {
+      const payload = jwt.verify(token, key, options) as { sub?: unknown; role?: unknown; exp?: unknown };
+      const principal = personOf(payload);
+      return principal === null ? null : { principal, expiresAt: typeof payload.exp === 'number' ? payload.exp : null };
+    } catch {
+      return null;
+    }
+  };
+}
+
+export function configurePassport(config: ApiConfig, credentials: Credentials): passport.PassportStatic {
+  const p = new passport.Passport() as unknown as passport.PassportStatic;
+  const { key, options } = jwtVerification(config);
   const jwtOptions: StrategyOptionsWithoutRequest = {
     jwtFromRequest: bearer,
     // The typings only name string and Buffer; jsonwebtoken takes a KeyObject as it is.
     secretOrKey: key as unknown as Buffer,
-    algorithms: [...config.jwt.algorithms],
+    algorithms: options.algorithms,
     ...(config.jwt.issuer !== undefined && { issuer: config.jwt.issuer }),
     ...(config.jwt.audience !== undefined && { audience: config.jwt.audience }),
   };
   p.use(
     AuthKind.Jwt,
     new JwtStrategy(jwtOptions, (payload: { sub?: unknown; role?: unknown }, done) => {
-      const role = ROLES.find((r) => r === payload.role);
-      if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 128 || role === undefined) {
-        return done(null, false);
-      }
-      const principal: Principal = { kind: 'user', userId: payload.sub, role };
-      return done(null, principal);
+      const principal = personOf(payload);
+      return principal === null ? done(null, false) : done(null, principal);
     }),
   );
   p.use(
@@ -104,20 +138,37 @@ function strategiesFor(token: string | null): AuthKind[] {
 /**
  * Establishes who is calling from whichever credential the bearer token is; 401 when none
  * accepts it. Which callers a route admits is the route's `allow(...)` guard, so a valid
- * credential of the wrong kind gets 403, not 401.
+ * credential of the wrong kind gets 403, not 401. Without a bearer token, a dashboard session
+ * cookie will do (see session.ts); a bearer token always wins over a cookie.
  */
-export function authenticate(p: passport.PassportStatic): RequestHandler {
+export function authenticate(p: passport.PassportStatic, sessions?: Sessions): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
-    p.authenticate(strategiesFor(bearer(req)), { session: false }, (err: unknown, user: Principal | false) => {
+    const token = bearer(req);
+    const cookie = token === null && sessions !== undefined ? readCookie(req, SESSION_COOKIE) : null;
+    if (cookie !== null && sessions !== undefined) {
+      const principal = sessions.verify(cookie);
+      if (principal === null) return next(new UnauthorizedError('the session has ended: sign in again'));
+      checkSameOrigin(req);
+      req.principal = principal;
+      annotatePrincipal(principal);
+      return next();
+    }
+    p.authenticate(strategiesFor(token), { session: false }, (err: unknown, user: Principal | false) => {
       if (err) return next(err);
       if (!user) {
-        const hint = bearer(req) ? 'the bearer token was not accepted' : 'send Authorization: Bearer <token>';
+        const hint = token ? 'the bearer token was not accepted' : 'send Authorization: Bearer <token>';
         return next(new UnauthorizedError(hint));
       }
       req.principal = user;
+      annotatePrincipal(user);
       next();
     })(req, res, next);
   };
+}
+
+function annotatePrincipal(p: Principal): void {
+  if (p.kind === 'user') annotateLog({ userId: p.userId });
+  else if (p.kind === 'agent') annotateLog({ nodeId: p.nodeId });
 }
 
 export function principalOf(req: Request): Principal {

@@ -8,8 +8,12 @@
  *   {<tier>}   one per tier: that tier's BullMQ queues and the records and logs of its jobs,
  *              so tiers can sit on different shards
  *   {acct}     accounting: users' limits and budgets, running jobs, budget holds, the ledger
+ *   {hooks}    webhooks: users' signing secrets and the delivery queue
  */
 import { tierOfQueue } from '../domain/queues.js';
+
+/** Hours since the epoch: the timeline keys hold one hour each. */
+export const hourOf = (ms: number): number => Math.floor(ms / 3_600_000);
 
 export class Keys {
   constructor(readonly prefix: string) {}
@@ -120,6 +124,16 @@ export class Keys {
     return this.acct('ledger-by-time');
   }
 
+  // ── webhooks ───────────────────────────────────────────────────────────────────────────────
+  /** A user's webhook signing secret (string: json {secret, created_at}). */
+  webhookSecret(userId: string): string {
+    return `${this.prefix}:{hooks}:secret:${userId}`;
+  }
+  /** BullMQ's `prefix` option for the webhook delivery queue. */
+  get webhookQueuePrefix(): string {
+    return `${this.prefix}:{hooks}`;
+  }
+
   // ── per tier: the BullMQ queues and their jobs' records ────────────────────────────────────
   /** BullMQ's `prefix` option for a tier's queue; BullMQ appends `:<queue name>:<suffix>`. */
   queuePrefix(tier: string): string {
@@ -147,5 +161,33 @@ export class Keys {
   /** A job's log lines (stream). */
   jobLog(tier: string, jobId: string): string {
     return `${this.queuePrefix(tier)}:log:${jobId}`;
+  }
+  /** Every status change of the tier's jobs (stream, trimmed), written by the status scripts. */
+  jobEvents(tier: string): string {
+    return `${this.queuePrefix(tier)}:events`;
+  }
+  /** The tier's queued jobs and the GPU memory they ask for (hash: jobs, gpu_mib). */
+  pending(tier: string): string {
+    return `${this.queuePrefix(tier)}:pending`;
+  }
+  /** Jobs started and finished per minute in one hour (hash: s<minute>, f<minute>; expires). */
+  jobTimeline(tier: string, hour: number): string {
+    return `${this.queuePrefix(tier)}:timeline:${hour}`;
+  }
+  /** The keys the status scripts keep in step with a change at `nowMs` (see includes/job-event.lua). */
+  jobWatchKeys(tier: string, nowMs: number): [string, string, string, string] {
+    return [this.jobEvents(tier), this.pending(tier), this.jobTimeline(tier, hourOf(nowMs)), this.webhookEvents(tier)];
+  }
+  /**
+   * Jobs of the tier with a webhook that ended (stream). Unlike the live event stream it is not
+   * trimmed: the webhook dispatcher deletes each entry once its delivery is queued, so none is
+   * lost however long the API is away.
+   */
+  webhookEvents(tier: string): string {
+    return `${this.queuePrefix(tier)}:ended-with-webhook`;
+  }
+  /** Fleet GPU memory sampled per minute in one hour (hash: <minute> -> "used|total"; expires). */
+  fleetTimeline(hour: number): string {
+    return this.reg(`timeline:${hour}`);
   }
 }

@@ -16,6 +16,7 @@ export const ScriptName = {
   SetAdminState: 'setAdminState',
   DeleteNode: 'deleteNode',
   AvailableNodes: 'availableNodes',
+  CreateJob: 'createJob',
   UpdateJobStatus: 'updateJobStatus',
   CancelJob: 'cancelJob',
   JobView: 'jobView',
@@ -23,6 +24,7 @@ export const ScriptName = {
   HoldBudget: 'holdBudget',
   RecordCost: 'recordCost',
   TrackRunning: 'trackRunning',
+  RecordWebhookAttempt: 'recordWebhookAttempt',
 } as const;
 export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
 

@@ -2,6 +2,7 @@ import { ACTIVE_JOB_STATUSES, isFinal, JobEndReason, JobStatus, parseJobStatus }
 import { tierOfQueue } from '../domain/queues.js';
 import type { JobSpec, JobView } from '../domain/schemas/job.js';
 import { iso, isoOrNull } from '../util/time.js';
+import { webhookViewOf } from './webhooks/record-fields.js';
 
 /**
  * A job's record in Redis (a hash of strings) and how the user-facing view is derived from it
@@ -48,7 +49,9 @@ export function newRecordFields(
     worst_case_cost: worstCaseCost === null ? '' : String(worstCaseCost),
     status: JobStatus.Queued,
     gpu_count: String(spec.requirements.gpu_count),
+    gpu_memory_mib: String(spec.requirements.gpu_memory_mib),
     max_retries: String(spec.max_retries),
+    has_webhook: spec.webhook_url ? '1' : '0',
     attempts: '0',
     failures: '0',
     created_at: String(now),
@@ -133,6 +136,8 @@ export function toJobView(rec: JobRecord, derived: DerivedStatus, waitReason: st
     node_selector: s.requirements.node_selector ?? {},
     node_name: s.requirements.node_name ?? null,
     max_price_per_hour: s.requirements.max_price_per_hour ?? null,
+    webhook_url: s.webhook_url ?? null,
+    ...webhookViewOf(f, Boolean(s.webhook_url)),
     node_id: stillHeld ? f.node_id || null : null,
     gpu_indices: stillHeld ? (json(f.gpu_indices) as number[] | null) : null,
     attempts: Number(f.attempts ?? 0),

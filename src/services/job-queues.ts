@@ -25,6 +25,7 @@ export const bullPriority = (priority: number): number => MAX_PRIORITY + 1 - pri
  */
 export class JobQueues {
   private readonly queues = new Map<string, Queue<JobPayload>>();
+  private readonly watchers: ((q: Queue<JobPayload>) => void)[] = [];
 
   constructor(
     private readonly redis: Redis,
@@ -41,6 +42,12 @@ export class JobQueues {
     return [...this.queues.values()];
   }
 
+  /** Calls `onQueue` for every queue now and for each one made later (Bull Board lists them). */
+  watch(onQueue: (q: Queue<JobPayload>) => void): void {
+    this.watchers.push(onQueue);
+    for (const q of this.queues.values()) onQueue(q);
+  }
+
   get(name: string): Queue<JobPayload> {
     let q = this.queues.get(name);
     if (q === undefined) {
@@ -50,6 +57,7 @@ export class JobQueues {
       // The connection's own error handler reports outages once; this keeps BullMQ from printing them.
       q.on('error', this.onError);
       this.queues.set(name, q);
+      for (const w of this.watchers) w(q);
     }
     return q;
   }

@@ -5,6 +5,7 @@ import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
 import { tierOfQueue } from '../domain/queues.js';
 import { isAdmin, type Principal } from '../domain/roles.js';
 import type { JobLogAppend, JobStatusReport, JobView } from '../domain/schemas/job.js';
+import { type JobMetrics, NO_JOB_METRICS } from '../metrics/api-metrics.js';
 import { pairsToRecord } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
@@ -35,6 +36,7 @@ export class JobReports {
     private readonly accounting: Accounting,
     private readonly limits: JobReportLimits,
     private readonly retentionSeconds: number,
+    private readonly metrics: JobMetrics = NO_JOB_METRICS,
   ) {}
 
   async report(p: Principal, id: string, body: JobStatusReport): Promise<JobView> {
@@ -72,7 +74,7 @@ export class JobReports {
     const res = (await runScript(
       this.redis,
       ScriptName.UpdateJobStatus,
-      [k.jobRecord(tier, id), k.bullLock(queue, id), k.jobLog(tier, id)],
+      [k.jobRecord(tier, id), k.bullLock(queue, id), k.jobLog(tier, id), ...k.jobWatchKeys(tier, now)],
       [
         body.status,
         agent?.nodeId ?? '',
@@ -106,6 +108,7 @@ export class JobReports {
     }
     let after = parseJobRecord(pairsToRecord(res[3]));
     if (after === null) throw new NotFoundError(`job ${id}`);
+    if (res[0] === 'ok') this.countChange(tier, String(res[1]), res[2] === '1', body.ran_ms !== undefined, after.fields);
     // An attempt that ran and went back to the queue is billed (now, or by the next report if
     // this process died before it could).
     if (after.fields.pending_attempt) after = { ...after, fields: await this.accounting.settleAttempt(queue, id, after.fields) };
@@ -117,6 +120,21 @@ export class JobReports {
     }
     // The reporter holds the lock (or the job is final), so the record is what the job is.
     return toJobView(after, { status: after.status, reason: after.fields.status_reason || null });
+  }
+
+  /**
+   * Counts what the script applied (a repeated report is 'dup', not counted): an attempt's start,
+   * at its running report or, for a job that ended before it sent one, at its end (the agent says
+   * how long it ran, perhaps 0 ms, when its container started); and an end.
+   */
+  private countChange(tier: string, previous: string, final: boolean, ran: boolean, f: Readonly<Record<string, string>>): void {
+    const finished = Number(f.finished_at ?? 0);
+    const started = Number(f.started_at ?? 0) || (final && ran ? finished : 0);
+    const fresh = previous === JobStatus.Assigned || previous === JobStatus.Pulling;
+    if (fresh && started > 0 && (f.status === JobStatus.Running || final)) {
+      this.metrics.jobStarted(tier, Number(f.created_at ?? 0), started);
+    }
+    if (final) this.metrics.jobFinished(tier, f.status ?? '', started > 0 ? started : null, finished);
   }
 
   /**

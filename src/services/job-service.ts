@@ -18,12 +18,14 @@ import {
   splitImageReference,
 } from '../domain/schemas/job.js';
 import type { TierTable } from '../domain/tiers.js';
+import { type JobMetrics, NO_JOB_METRICS } from '../metrics/api-metrics.js';
 import { pairsToRecord } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
 import { iso } from '../util/time.js';
 import type { Accounting } from './accounting.js';
 import { decodeScoreCursor, encodeCursor } from './cursor.js';
+import { type PendingByTier, readPendingByTier } from './fleet-overview.js';
 import { deriveStatus, type JobRecord, newRecordFields, parseJobRecord, toJobView } from './job-model.js';
 import type { JobQueues, QueuedJob } from './job-queues.js';
 import type { JobStore, LoadedJob } from './job-store.js';
@@ -65,6 +67,9 @@ export class JobService {
     private readonly waitReasons: WaitReasons,
     private readonly limits: JobServiceLimits,
     private readonly retentionSeconds: number,
+    private readonly metrics: JobMetrics = NO_JOB_METRICS,
+    /** Why a webhook_url may not be used (an address webhooks may not reach), or null. */
+    private readonly webhookUrlProblem: (url: string) => string | null = () => null,
   ) {}
 
   /** Checks a submission against the limits and tiers and normalizes it into a spec; `at` prefixes field names. */
@@ -92,6 +97,8 @@ export class JobService {
     if (timeout > this.limits.jobTimeoutMaxSeconds) {
       problems.push({ field: field('timeout_seconds'), message: `at most ${this.limits.jobTimeoutMaxSeconds}` });
     }
+    const hookProblem = body.webhook_url === undefined ? null : this.webhookUrlProblem(body.webhook_url);
+    if (hookProblem !== null) problems.push({ field: field('webhook_url'), message: hookProblem });
     if (body.input_data !== undefined && jsonBytes(body.input_data) > this.limits.inputDataBytes) {
       problems.push({ field: field('input_data'), message: `larger than ${this.limits.inputDataBytes} bytes as JSON` });
     }
@@ -123,6 +130,7 @@ export class JobService {
       max_retries: body.max_retries,
       priority: body.priority,
       registry_secret: body.registry_secret ?? null,
+      webhook_url: body.webhook_url ?? null,
     };
     const families = gpuType === null || gpuCount === 0 ? null : gpuFamilies(gpuType);
     return { spec, tier: tier.name, queue: queueNameFor(tier.name, families) };
@@ -188,9 +196,16 @@ export class JobService {
     for (const j of jobs) index.hset(k.jobQueueIndex, j.id, j.queue).zadd(k.jobsAll, now, j.id).zadd(k.jobsOfUser(owner), now, j.id);
     await index.exec();
     const records = jobs.map((j) => newRecordFields(j.id, owner, j.queue, j.spec, j.worstCase.money, now));
-    const write = this.redis.pipeline();
-    for (const [i, j] of jobs.entries()) write.hset(k.jobRecord(j.tier, j.id), records[i] as Record<string, string>);
-    await write.exec();
+    await Promise.all(
+      jobs.map((j, i) =>
+        runScript(
+          this.redis,
+          ScriptName.CreateJob,
+          [k.jobRecord(j.tier, j.id), ...k.jobWatchKeys(j.tier, now)],
+          [JSON.stringify(records[i]), now],
+        ),
+      ),
+    );
     try {
       await this.queues.enqueue(
         jobs.map(
@@ -214,10 +229,17 @@ export class JobService {
           this.redis.del(k.jobRecord(j.tier, j.id)),
           this.store.forget(j.id, owner),
           this.accounting.releaseHold(owner, j.id),
+          // They never reached a queue: out of the pending counters again.
+          this.redis
+            .multi()
+            .hincrby(k.pending(j.tier), 'jobs', -1)
+            .hincrby(k.pending(j.tier), 'gpu_mib', -j.spec.requirements.gpu_count * j.spec.requirements.gpu_memory_mib)
+            .exec(),
         ]),
       );
       throw new UnavailableError('the job queue is unavailable; nothing was submitted, retry later');
     }
+    for (const j of jobs) this.metrics.jobsSubmitted(j.tier, 1);
     return records.map((fields) => {
       const rec = parseJobRecord(fields);
       if (rec === null) throw new Error('unreachable: a fresh record always parses');
@@ -294,11 +316,12 @@ export class JobService {
     const { rec } = await this.loadVisible(p, id);
     if (p.kind !== 'user') throw new NotFoundError(`job ${id}`);
     const k = this.keys;
+    const now = Date.now();
     const res = (await runScript(
       this.redis,
       ScriptName.CancelJob,
-      [k.jobRecord(rec.tier, id), k.jobLog(rec.tier, id)],
-      [Date.now(), this.retentionSeconds, this.limits.jobLogLines],
+      [k.jobRecord(rec.tier, id), k.jobLog(rec.tier, id), ...k.jobWatchKeys(rec.tier, now)],
+      [now, this.retentionSeconds, this.limits.jobLogLines],
     )) as [string, string, string];
     if (res[0] === 'err') {
       if (res[1] === 'not_found') throw new NotFoundError(`job ${id}`);
@@ -306,6 +329,8 @@ export class JobService {
     }
     const [, previous, nodeId] = res;
     if (previous === JobStatus.Queued) {
+      // Ended now (a held job ends when its agent confirms, counted with that report).
+      this.metrics.jobFinished(rec.tier, JobStatus.Cancelled, null, now);
       // If an agent claimed it meanwhile, its 'assigned' report is refused and it drops the job.
       await this.queues.removeWaiting(rec.queue, id);
       await this.accounting.releaseHold(rec.owner, id);
@@ -327,6 +352,11 @@ export class JobService {
       cost: String(roundMoney(earlier.cost)),
       gpu_hours: String(roundMoney(earlier.gpuHours)),
     });
+  }
+
+  /** Queued jobs and the GPU memory they ask for, per tier (what an autoscaler scales on). */
+  pendingByTier(): Promise<PendingByTier> {
+    return readPendingByTier(this.redis, this.keys, this.tiers);
   }
 
   /** Log lines after `after` (a line id), oldest first. */

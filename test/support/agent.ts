@@ -28,6 +28,9 @@ export function agentEnv(t: TestApi, env: Record<string, string> = {}): Record<s
     IMAGEPOD_STOP_GRACE_SECONDS: '1',
     IMAGEPOD_SHUTDOWN_GRACE_MS: '2000',
     IMAGEPOD_DISK_MIN_FREE_MIB: '0',
+    // A free port each: tests run many agents at once.
+    IMAGEPOD_AGENT_METRICS_PORT: '0',
+    IMAGEPOD_AGENT_METRICS_HOST: '127.0.0.1',
     IMAGEPOD_LOG_LEVEL: process.env.IMAGEPOD_TEST_LOG_LEVEL ?? 'silent',
     ...env,
   };

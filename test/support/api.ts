@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { mintToken } from '../../src/cli/mint-token.js';
 import { loadApiConfig } from '../../src/config/api-config.js';
 import { API_BASE } from '../../src/http/app.js';
@@ -23,7 +23,7 @@ export interface TestApi {
 }
 
 /** Starts a real API server on a random port over the real Redis, under a fresh key prefix. */
-export async function startTestApi(name: string, env: Record<string, string> = {}): Promise<TestApi> {
+export async function startTestApi(name: string, env: Record<string, string> = {}, logger?: Logger): Promise<TestApi> {
   const prefix = uniquePrefix(name);
   const secret = randomBytes(32).toString('hex');
   const registrationToken = `reg-${randomBytes(16).toString('hex')}`;
@@ -36,8 +36,7 @@ export async function startTestApi(name: string, env: Record<string, string> = {
     IMAGEPOD_PORT: '0',
     ...env,
   });
-  const logger = pino({ level: process.env.IMAGEPOD_TEST_LOG_LEVEL ?? 'silent' });
-  const api = await startApiServer(config, logger);
+  const api = await startApiServer(config, logger ?? pino({ level: process.env.IMAGEPOD_TEST_LOG_LEVEL ?? 'silent' }));
   const redis = testRedis();
   const tokens = {
     alice: mintToken(secret, 'alice', 'user', '1h'),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { JOB_STATUSES } from '../job-status.js';
-import { isoTime, labels, mib, pageOf } from './common.js';
+import { WEBHOOK_STATUSES } from '../webhooks.js';
+import { isoTime, labels, mib, pageOf, paginationQuery } from './common.js';
 
 /** A registry host (with optional port), then lowercase path components, as Docker's reference grammar. */
 const IMAGE_NAME =
@@ -54,6 +55,11 @@ export const jobCreateBody = z.strictObject({
     .max(1_000_000)
     .optional()
     .describe("the most this job may cost per hour on a node (its share of the node's prices)"),
+  webhook_url: z
+    .url({ protocol: /^https?$/, error: 'an http or https URL' })
+    .max(2048)
+    .optional()
+    .describe("POSTed the job's final state, signed with the owner's webhook secret"),
 });
 export type JobCreateBody = z.infer<typeof jobCreateBody>;
 
@@ -94,6 +100,8 @@ export const jobSpec = z.object({
   max_retries: z.number().int().min(0),
   priority: z.number().int().min(0),
   registry_secret: z.string().nullable(),
+  /** Absent in specs stored before webhooks existed. */
+  webhook_url: z.string().nullable().optional(),
 });
 export type JobSpec = z.infer<typeof jobSpec>;
 
@@ -221,6 +229,22 @@ export const jobView = z.object({
   node_selector: z.record(z.string(), z.string()),
   node_name: z.string().nullable().describe('the node this job must run on, if the submitter pinned one'),
   max_price_per_hour: z.number().nullable(),
+  webhook_url: z.string().nullable(),
+  webhook_status: z
+    .enum(WEBHOOK_STATUSES)
+    .nullable()
+    .describe('pending until a delivery is answered 2xx (delivered) or every attempt failed (failed); null without webhook_url'),
+  webhook_deliveries: z
+    .array(
+      z.object({
+        attempt: z.number().int().min(1),
+        at: isoTime(),
+        status_code: z.number().int().nullable().describe("the receiver's HTTP status; null when there was no answer"),
+        error: z.string().nullable(),
+        duration_ms: z.number().int().min(0),
+      }),
+    )
+    .describe('every delivery attempt of the webhook, oldest first'),
   node_id: z.string().nullable().describe('the node running (or that ran) this job'),
   gpu_indices: z.array(z.number().int()).nullable(),
   attempts: z.number().int(),
@@ -248,3 +272,60 @@ export const jobLogLine = z.object({
   text: z.string(),
 });
 export type JobLogLine = z.infer<typeof jobLogLine>;
+
+/** `GET /jobs/`: a page of jobs, newest first. */
+export const jobListQuery = (pageSizeMax: number) =>
+  z.strictObject({
+    ...paginationQuery(pageSizeMax),
+    status: z.enum(JOB_STATUSES).optional(),
+    user_id: z.string().min(1).max(128).optional().describe("admins: one user's jobs"),
+  });
+
+/** `GET /jobs/{id}/logs`. */
+export const jobLogsQuery = z.strictObject({
+  after: z.string().max(64).optional().describe('a line id: return only lines after it'),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+  follow: z.enum(['true', 'false', '1', '0']).optional().describe('stream the lines as server-sent events until the job ends'),
+});
+
+export const jobLogPage = pageOf(jobLogLine).extend({ job_status: z.enum(JOB_STATUSES) });
+export type JobLogPage = z.infer<typeof jobLogPage>;
+
+/** `POST /jobs/batch`: the jobs submitted, in the order given. */
+export const jobBatchCreated = z.object({ items: z.array(jobView) });
+export type JobBatchCreated = z.infer<typeof jobBatchCreated>;
+
+/** `POST /jobs/status/batch`: each report answered on its own, as its own request would have been. */
+export const jobStatusBatchResults = z.object({
+  results: z.array(
+    z.discriminatedUnion('ok', [
+      z.object({ job_id: z.string(), ok: z.literal(true), job: jobView }),
+      z.object({
+        job_id: z.string(),
+        ok: z.literal(false),
+        status: z.number().int().describe('the HTTP status this report alone would have got'),
+        error: z.string(),
+        message: z.string(),
+      }),
+    ]),
+  ),
+});
+export type JobStatusBatchResults = z.infer<typeof jobStatusBatchResults>;
+
+/** `POST /jobs/{id}/logs`. */
+export const jobLogsAccepted = z.object({ accepted: z.number().int().describe('lines written') });
+export type JobLogsAccepted = z.infer<typeof jobLogsAccepted>;
+
+/** The last event of `GET /jobs/{id}/logs?follow=true`: the job ended, so the stream does. */
+export const jobLogEnd = z.object({ status: z.enum(JOB_STATUSES) });
+
+/** `POST /jobs/`: `?wait=` holds the request until the job ends, up to that many seconds (as RunPod's runsync). */
+export const jobCreateQuery = (waitMaxSeconds: number) =>
+  z.strictObject({
+    wait: z.coerce
+      .number({ error: 'a number of seconds' })
+      .positive('more than 0 seconds')
+      .max(waitMaxSeconds, `at most ${waitMaxSeconds} seconds`)
+      .optional()
+      .describe('answer 200 with the finished job if it ends within this many seconds, else 201 with the job as it is then'),
+  });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { NODE_ADMIN_STATES, NODE_HEALTH_VALUES, NODE_STATUSES } from '../node-status.js';
 import { agentConfig } from './agent.js';
-import { isoTime, labels, mib, pageOf } from './common.js';
+import { isoTime, labels, mib, pageOf, paginationQuery } from './common.js';
 
 const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/;
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
@@ -233,3 +233,10 @@ export const availableNodesFilters = {
   cpu_cores_required: z.coerce.number().min(0).default(0),
   memory_required: z.coerce.number().int().min(0).default(0),
 };
+
+/** `GET /nodes/`. */
+export const nodeListQuery = (pageSizeMax: number) =>
+  z.strictObject({ ...paginationQuery(pageSizeMax), status: z.enum(NODE_STATUSES).optional() });
+
+/** `GET /available-nodes/`. */
+export const availableNodesQuery = (pageSizeMax: number) => z.strictObject({ ...paginationQuery(pageSizeMax), ...availableNodesFilters });

@@ -1,14 +1,11 @@
 import { Router } from 'express';
-import { z } from 'zod';
 import { ForbiddenError } from '../../domain/errors.js';
 import { isAdmin } from '../../domain/roles.js';
 import { usageQuery, userLimitsBody } from '../../domain/schemas/accounting.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
+import { userIdOf } from '../ids.js';
 import { parse } from '../validate.js';
-
-const userIdOf = (params: object) =>
-  parse(z.object({ user_id: z.string().min(1).max(128) }), { user_id: (params as { userId?: unknown }).userId }, 'path').user_id;
 
 export function accountingRoutes(ctx: RouteContext): Router {
   const r = Router();

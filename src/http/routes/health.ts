@@ -1,18 +1,19 @@
 import { Router } from 'express';
+import type { HealthView, NotReadyView, ReadyView } from '../../domain/schemas/health.js';
 import type { RouteContext } from '../context.js';
 
 /** /healthz: the process answers. /readyz: and it can reach Redis, so it can serve. */
 export function healthRoutes(ctx: RouteContext): Router {
   const r = Router();
   r.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    res.json({ status: 'ok' } satisfies HealthView);
   });
   r.get('/readyz', async (_req, res) => {
     try {
       await Promise.race([ctx.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref())]);
-      res.json({ status: 'ready', redis: 'ok' });
+      res.json({ status: 'ready', redis: 'ok' } satisfies ReadyView);
     } catch {
-      res.status(503).json({ status: 'not_ready', redis: 'unreachable' });
+      res.status(503).json({ status: 'not_ready', redis: 'unreachable' } satisfies NotReadyView);
     }
   });
   return r;

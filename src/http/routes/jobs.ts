@@ -1,13 +1,24 @@
 import { type Request, type Response, Router } from 'express';
-import { z } from 'zod';
-import { isFinal, JOB_STATUSES } from '../../domain/job-status.js';
-import { paginationQuery } from '../../domain/schemas/common.js';
-import { jobBatchBody, jobCreateBody, jobLogAppend, jobStatusBatch, jobStatusReport } from '../../domain/schemas/job.js';
+import { isFinal } from '../../domain/job-status.js';
+import {
+  type JobBatchCreated,
+  type JobLogsAccepted,
+  type JobStatusBatchResults,
+  jobBatchBody,
+  jobCreateBody,
+  jobCreateQuery,
+  jobListQuery,
+  jobLogAppend,
+  jobLogsQuery,
+  jobStatusBatch,
+  jobStatusReport,
+} from '../../domain/schemas/job.js';
 import { toLogLine } from '../../services/job-service.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { jobIdOf } from '../ids.js';
 import { parse } from '../validate.js';
+import { waitForJob } from '../wait-for-job.js';
 
 export function jobRoutes(ctx: RouteContext): Router {
   const r = Router();
@@ -15,30 +26,29 @@ export function jobRoutes(ctx: RouteContext): Router {
   const people = allow(Caller.User);
   const peopleOrAgents = allow(Caller.User, Caller.Agent);
   const agentsOrAdmins = allow(Caller.Agent, Caller.Admin);
-  const pageSizeMax = ctx.config.limits.pageSizeMax;
-  const listQuery = z.strictObject({
-    ...paginationQuery(pageSizeMax),
-    status: z.enum(JOB_STATUSES).optional(),
-    user_id: z.string().min(1).max(128).optional(),
-  });
-  const logsQuery = z.strictObject({
-    after: z.string().max(64).optional().describe('a line id: return only lines after it'),
-    limit: z.coerce.number().int().min(1).max(10_000).default(1000),
-    follow: z.enum(['true', 'false', '1', '0']).optional(),
-  });
+  const listQuery = jobListQuery(ctx.config.limits.pageSizeMax);
+  const createQuery = jobCreateQuery(ctx.config.jobWaitMaxSeconds);
 
   r.post('/jobs/batch', people, async (req, res) => {
     const p = principalOf(req);
     if (p.kind !== 'user') return;
     const body = parse(jobBatchBody, req.body);
-    res.status(201).json({ items: await jobs.createBatch(p.userId, body.jobs) });
+    res.status(201).json({ items: await jobs.createBatch(p.userId, body.jobs) } satisfies JobBatchCreated);
   });
 
   r.post('/jobs', people, async (req, res) => {
     const p = principalOf(req);
     if (p.kind !== 'user') return;
+    const q = parse(createQuery, req.query, 'query');
     const job = await jobs.create(p.userId, parse(jobCreateBody, req.body));
-    res.status(201).location(`${req.baseUrl}/jobs/${job.id}`).json(job);
+    res.location(`${req.baseUrl}/jobs/${job.id}`);
+    if (q.wait === undefined) {
+      res.status(201).json(job);
+      return;
+    }
+    // ?wait=: 200 with the finished job if it ends in time, else 201 with it as it is then.
+    const now = await waitForJob(ctx, res, p, job.id, q.wait);
+    if (now !== null) res.status(isFinal(now.status) ? 200 : 201).json(now);
   });
 
   r.get('/jobs', people, async (req, res) => {
@@ -51,7 +61,9 @@ export function jobRoutes(ctx: RouteContext): Router {
   });
 
   r.post('/jobs/status/batch', agentsOrAdmins, async (req, res) => {
-    res.json({ results: await ctx.reports.reportMany(principalOf(req), parse(jobStatusBatch, req.body).reports) });
+    res.json({
+      results: await ctx.reports.reportMany(principalOf(req), parse(jobStatusBatch, req.body).reports),
+    } satisfies JobStatusBatchResults);
   });
 
   r.post('/jobs/:jobId/status', agentsOrAdmins, async (req, res) => {
@@ -65,12 +77,12 @@ export function jobRoutes(ctx: RouteContext): Router {
 
   r.post('/jobs/:jobId/logs', agentsOrAdmins, async (req, res) => {
     const n = await ctx.reports.appendLogs(principalOf(req), jobIdOf(req.params), parse(jobLogAppend, req.body));
-    res.status(202).json({ accepted: n });
+    res.status(202).json({ accepted: n } satisfies JobLogsAccepted);
   });
 
   r.get('/jobs/:jobId/logs', peopleOrAgents, async (req, res) => {
     const id = jobIdOf(req.params);
-    const q = parse(logsQuery, req.query, 'query');
+    const q = parse(jobLogsQuery, req.query, 'query');
     const p = principalOf(req);
     if (q.follow === 'true' || q.follow === '1') {
       const after = q.after ?? req.get('last-event-id') ?? undefined;
@@ -106,6 +118,8 @@ async function followLogs(
     Connection: 'keep-alive',
     'X-Accel-Buffering': 'no',
   });
+  // Send the headers now, not with the first line: a client sees the stream open at once.
+  res.flushHeaders();
   const send = (event: string, data: unknown, id?: string) =>
     res.write(`${id ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   for (const line of first.items) send('line', line, line.id);

@@ -1,9 +1,7 @@
 import { Router } from 'express';
-import { z } from 'zod';
 import { NotFoundError } from '../../domain/errors.js';
-import { NODE_STATUSES, NodeAdminState } from '../../domain/node-status.js';
-import { paginationQuery } from '../../domain/schemas/common.js';
-import { availableNodesFilters, heartbeatBody, nodePatchBody, nodeRegisterBody } from '../../domain/schemas/node.js';
+import { NodeAdminState } from '../../domain/node-status.js';
+import { availableNodesQuery, heartbeatBody, nodeListQuery, nodePatchBody, nodeRegisterBody } from '../../domain/schemas/node.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { nodeIdOf } from '../ids.js';
@@ -16,8 +14,8 @@ export function nodeRoutes(ctx: RouteContext): Router {
   const admins = allow(Caller.Admin);
   const peopleOrAgents = allow(Caller.User, Caller.Agent);
   const registrar = allow(Caller.Registrar, Caller.Admin);
-  const listQuery = z.strictObject({ ...paginationQuery(ctx.config.limits.pageSizeMax), status: z.enum(NODE_STATUSES).optional() });
-  const availableQuery = z.strictObject({ ...paginationQuery(ctx.config.limits.pageSizeMax), ...availableNodesFilters });
+  const listQuery = nodeListQuery(ctx.config.limits.pageSizeMax);
+  const availableQuery = availableNodesQuery(ctx.config.limits.pageSizeMax);
 
   /** People see the fleet; an agent sees only its own node. */
   const mayReadNode = (p: ReturnType<typeof principalOf>, nodeId: string) =>

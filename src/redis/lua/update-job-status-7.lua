@@ -3,6 +3,8 @@
   make it safe: the reporter holds the job's BullMQ lock, the job is assigned to its node, and
   the move is allowed from the current status. A final status is written once.
   KEYS[1] job record  KEYS[2] BullMQ lock of the job  KEYS[3] job log stream
+  KEYS[4] the tier's job events  KEYS[5] the tier's pending counters  KEYS[6] this hour's timeline
+  KEYS[7] the tier's ended-with-webhook stream
   ARGV[1] new status  ARGV[2] reporting node id ('' for an admin)
   ARGV[3] lock token  ARGV[4] '1' when the token must match the lock
   ARGV[5] statuses allowed before the new one (csv)  ARGV[6] fields to set (json of strings)
@@ -20,7 +22,9 @@
 ]]
 -- @include hash
 -- @include job-status
+-- @include job-event
 local rec, lock = KEYS[1], KEYS[2]
+local watch = {KEYS[4], KEYS[5], KEYS[6], KEYS[7]}
 local newStatus, reporter, token = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', rec) == 0 then return {'err', 'not_found', ''} end
 local cur = redis.call('HMGET', rec, 'status', 'node_id', 'finished_at', 'failures', 'max_retries')
@@ -37,6 +41,7 @@ if FINAL[status] then
       redis.call('HSET', rec, 'finished_at', ARGV[7], 'updated_at', ARGV[7])
       endLog(KEYS[3], status, ARGV[7], ARGV[9], ARGV[8])
       redis.call('EXPIRE', rec, ARGV[8])
+      jobEvent(watch, rec, status, status, ARGV[7], '1')
       return {'ok', status, '1', redis.call('HGETALL', rec)}
     end
     return {'dup', status, '', redis.call('HGETALL', rec)}
@@ -68,6 +73,7 @@ if newStatus == 'queued' then
   hsetFromJson(rec, ARGV[6])
   redis.call('HSET', rec, 'status', 'queued', 'updated_at', ARGV[7])
   redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
+  jobEvent(watch, rec, status, 'queued', ARGV[7], '0')
   return {'ok', status, '0', redis.call('HGETALL', rec)}
 end
 
@@ -77,13 +83,16 @@ if (newStatus == 'failed' or newStatus == 'timed_out') and failures < tonumber(c
   hsetFromJson(rec, ARGV[6])
   redis.call('HSET', rec, 'status', 'queued', 'failures', failures + 1, 'updated_at', ARGV[7])
   redis.call('HDEL', rec, 'node_id', 'assigned_at', 'started_at', 'progress')
+  jobEvent(watch, rec, status, 'queued', ARGV[7], '0')
   return {'retry', status, tostring(failures + 1), redis.call('HGETALL', rec)}
 end
 
 hsetFromJson(rec, ARGV[6])
 redis.call('HSET', rec, 'status', newStatus, 'updated_at', ARGV[7])
+local started = false
 if newStatus == 'running' and not redis.call('HGET', rec, 'started_at') then
   redis.call('HSET', rec, 'started_at', ARGV[7])
+  started = true
 end
 local final = '0'
 if FINAL[newStatus] then
@@ -91,9 +100,11 @@ if FINAL[newStatus] then
   local ran = tonumber(ARGV[10]) or 0
   if ran > 0 and not redis.call('HGET', rec, 'started_at') then
     redis.call('HSET', rec, 'started_at', tostring(tonumber(ARGV[7]) - ran))
+    started = true
   end
   redis.call('HSET', rec, 'finished_at', ARGV[7])
   redis.call('EXPIRE', rec, ARGV[8])
   endLog(KEYS[3], newStatus, ARGV[7], ARGV[9], ARGV[8])
 end
+jobEvent(watch, rec, status, newStatus, ARGV[7], final, started)
 return {'ok', status, final, redis.call('HGETALL', rec)}

@@ -1,0 +1,95 @@
+import { createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
+import type { Request } from 'express';
+import jwt from 'jsonwebtoken';
+import type { Logger } from 'pino';
+import type { ApiConfig } from '../config/api-config.js';
+import { ForbiddenError } from '../domain/errors.js';
+import { type Principal, ROLES } from '../domain/roles.js';
+
+/**
+ * Browser sessions for the dashboard and Bull Board. Signing in trades a person's token for a
+ * short-lived session token in an HttpOnly, SameSite=Strict cookie, so page scripts never hold a
+ * credential and Bull Board needs no token in its URL. The session key differs from the JWT
+ * key, so a session token is no bearer token and a bearer token is no session.
+ */
+export const SESSION_COOKIE = 'imagepod_session';
+const AUDIENCE = 'imagepod-session';
+
+export class Sessions {
+  private readonly key: KeyObject;
+
+  constructor(
+    config: ApiConfig,
+    logger: Logger,
+    readonly ttlSeconds = config.session.ttlSeconds,
+  ) {
+    let secret: Buffer;
+    if (config.session.secret !== null) secret = Buffer.from(config.session.secret);
+    else if (config.jwt.kind === 'secret') secret = createHmac('sha256', config.jwt.secret).update('imagepod dashboard sessions').digest();
+    else {
+      secret = randomBytes(32);
+      logger.warn('IMAGEPOD_SESSION_SECRET is not set: dashboard sessions last only as long as this API process');
+    }
+    this.key = createSecretKey(secret);
+  }
+
+  /** A session for a person, ending no later than the token it was made from. */
+  mint(p: Principal & { kind: 'user' }, tokenExpiresAt: number | null): { token: string; maxAgeSeconds: number } {
+    const now = Math.floor(Date.now() / 1000);
+    const ttl = Math.max(1, Math.min(this.ttlSeconds, tokenExpiresAt === null ? this.ttlSeconds : tokenExpiresAt - now));
+    const token = jwt.sign({ sub: p.userId, role: p.role }, this.key, { algorithm: 'HS256', audience: AUDIENCE, expiresIn: ttl });
+    return { token, maxAgeSeconds: ttl };
+  }
+
+  verify(token: string): Principal | null {
+    try {
+      const payload = jwt.verify(token, this.key, { algorithms: ['HS256'], audience: AUDIENCE }) as { sub?: unknown; role?: unknown };
+      const role = ROLES.find((r) => r === payload.role);
+      if (typeof payload.sub !== 'string' || payload.sub === '' || role === undefined) return null;
+      return { kind: 'user', userId: payload.sub, role };
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** One cookie's value from the request, without a cookie-parsing middleware for one name. */
+export function readCookie(req: Request, name: string): string | null {
+  const header = req.headers.cookie;
+  if (header === undefined) return null;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return null;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * A cookie is sent by the browser whoever asks, so a request that changes something on the
+ * strength of one must come from a page of this origin: its Origin header (which browsers send
+ * with such requests and scripts cannot forge) must name this host.
+ */
+export function checkSameOrigin(req: Request): void {
+  if (SAFE_METHODS.has(req.method)) return;
+  const origin = req.get('origin');
+  const host = req.get('host');
+  let ok = false;
+  if (origin !== undefined && host !== undefined) {
+    try {
+      ok = new URL(origin).host === host;
+    } catch {
+      ok = false;
+    }
+  }
+  if (!ok) throw new ForbiddenError('a request signed in by cookie must come from this origin (Origin header)');
+}
+
+export function sessionCookie(token: string, maxAgeSeconds: number, secure: boolean): string {
+  return `${SESSION_COOKIE}=${token}; Path=/; Max-Age=${maxAgeSeconds}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+}
+
+export function clearedSessionCookie(secure: boolean): string {
+  return `${SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+}

@@ -1,0 +1,122 @@
+import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { NotFoundError } from '../../domain/errors.js';
+import { Role } from '../../domain/roles.js';
+import { WebhookStatus } from '../../domain/webhooks.js';
+import type { Keys } from '../../redis/keys.js';
+import { runScript, ScriptName } from '../../redis/scripts.js';
+import type { JobService } from '../job-service.js';
+import { settledJobView } from '../settled-job.js';
+import type { StoredAttempt } from './record-fields.js';
+import type { WebhookSecrets } from './secrets.js';
+import type { AttemptOutcome, WebhookSender } from './sender.js';
+
+export const WEBHOOK_QUEUE = 'webhooks';
+
+/** A job that ended and has a webhook to deliver. */
+export interface FinishedJobHook {
+  readonly job_id: string;
+  readonly user_id: string;
+  readonly tier: string;
+}
+
+export interface DeliveryOptions {
+  readonly attempts: number;
+  /** The first retry waits this long, each next one twice as long (with 20% jitter). */
+  readonly backoffMs: number;
+  readonly concurrency: number;
+  readonly retentionSeconds: number;
+}
+
+/**
+ * The delivery queue: one BullMQ job per finished job (its id is the job's, so a repeated event
+ * never delivers twice), retried with exponential backoff. Each attempt is recorded on the job.
+ */
+export class WebhookDeliveries {
+  private readonly queue: Queue<FinishedJobHook>;
+  private readonly worker: Worker<FinishedJobHook>;
+
+  constructor(
+    queueConnection: Redis,
+    workerConnection: Redis,
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly jobs: JobService,
+    private readonly secrets: WebhookSecrets,
+    private readonly sender: WebhookSender,
+    private readonly options: DeliveryOptions,
+    private readonly logger: Logger,
+  ) {
+    const prefix = keys.webhookQueuePrefix;
+    this.queue = new Queue<FinishedJobHook>(WEBHOOK_QUEUE, { connection: queueConnection, prefix });
+    this.queue.on('error', () => {});
+    this.worker = new Worker<FinishedJobHook>(WEBHOOK_QUEUE, (job) => this.deliver(job), {
+      connection: workerConnection,
+      prefix,
+      concurrency: options.concurrency,
+      // A delivery takes at most the sender's time limit; a lock lost to a dead API process
+      // puts it back for another.
+      lockDuration: 60_000,
+      autorun: true,
+    });
+    this.worker.on('error', (err) => logger.debug({ err: err.message }, 'webhook worker error'));
+  }
+
+  /** Queues deliveries; a job already queued (or delivered, within retention) is not added again. */
+  async add(hooks: readonly FinishedJobHook[]): Promise<void> {
+    if (hooks.length === 0) return;
+    const age = this.options.retentionSeconds;
+    await this.queue.addBulk(
+      hooks.map((h) => ({
+        name: 'job.finished',
+        data: h,
+        opts: {
+          jobId: h.job_id,
+          attempts: this.options.attempts,
+          backoff: { type: 'exponential', delay: this.options.backoffMs, jitter: 0.2 },
+          removeOnComplete: { age },
+          removeOnFail: { age },
+        },
+      })),
+    );
+  }
+
+  private async deliver(job: Job<FinishedJobHook>): Promise<void> {
+    const { job_id, user_id, tier } = job.data;
+    let view: Awaited<ReturnType<JobService['get']>>;
+    try {
+      // Read as its owner: the same view GET /jobs/{id} gives them.
+      view = await settledJobView(() => this.jobs.get({ kind: 'user', userId: user_id, role: Role.User }, job_id));
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new UnrecoverableError(`job ${job_id} no longer exists`);
+      throw err;
+    }
+    if (view.webhook_url === null || view.webhook_status === WebhookStatus.Delivered) return;
+    const secret = await this.secrets.signingSecret(user_id);
+    const at = new Date().toISOString();
+    const outcome = await this.sender.send(view.webhook_url, secret, JSON.stringify(view));
+    const last = outcome.refused || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    const status = outcome.delivered ? WebhookStatus.Delivered : last ? WebhookStatus.Failed : WebhookStatus.Pending;
+    await this.record(tier, job_id, at, outcome, status);
+    const log = { job_id, attempt: job.attemptsMade + 1, status_code: outcome.statusCode, ms: outcome.durationMs };
+    if (outcome.delivered) {
+      this.logger.debug(log, 'webhook delivered');
+      return;
+    }
+    this.logger.info({ ...log, error: outcome.error, final: last }, 'webhook delivery failed');
+    const message = outcome.error ?? 'not delivered';
+    throw outcome.refused ? new UnrecoverableError(message) : new Error(message);
+  }
+
+  private async record(tier: string, jobId: string, at: string, o: AttemptOutcome, status: WebhookStatus): Promise<void> {
+    const attempt: StoredAttempt = { at, status_code: o.statusCode, error: o.error, duration_ms: o.durationMs };
+    await runScript(this.redis, ScriptName.RecordWebhookAttempt, [this.keys.jobRecord(tier, jobId)], [JSON.stringify(attempt), status]);
+  }
+
+  async close(): Promise<void> {
+    // The worker first: in-flight deliveries finish (each within the sender's time limit).
+    await this.worker.close();
+    await this.queue.close();
+  }
+}
