@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { queueNameFor } from '../src/domain/queues.js';
 import type { AgentConfig as ControlPlaneConfig } from '../src/domain/schemas/agent.js';
 import type { HeartbeatBody } from '../src/domain/schemas/node.js';
+import { openRedis, redisSpec } from '../src/redis/connection.js';
+import { logConnectionErrors } from '../src/redis/error-log.js';
 import { ApiClient, ApiError } from './api-client.js';
 import { ClaimLoop, type NodeSelf } from './claim/claim-loop.js';
 import { QueueHandle, type QueueInfo } from './claim/queue-handle.js';
@@ -88,11 +89,11 @@ export class Agent {
 
   private async boot(): Promise<void> {
     const { config, logger } = this;
-    checkApiUrl(config);
     const facts = await readHostFacts(config.diskPath);
     const gpus = await this.discoverGpus();
     this.executor = await this.chooseExecutor(gpus.mode === 'nvidia');
-    const api = new ApiClient(config.apiUrl, logger);
+    // Plain HTTP to another machine was refused with the configuration (IMAGEPOD_ALLOW_INSECURE_API).
+    const api = new ApiClient(config.apiUrl, logger, { caFile: config.apiCaFile });
     // Closers run last first: the API connections go after everything that reports.
     this.closers.push(() => api.close());
     const maxJobs = config.node.maxConcurrentJobs ?? Math.max(2, 2 * gpus.devices.length);
@@ -114,8 +115,9 @@ export class Agent {
     // Whatever containers this node left behind belong to jobs it no longer holds.
     await this.cleanupLeftovers();
 
-    const queueRedis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: 'imagepod-agent' });
-    queueRedis.on('error', () => {});
+    const queueRedis = openRedis(config.redis, 'worker', 'imagepod-agent');
+    // Said once per change: a wrong CA or password would otherwise leave the agent silently waiting.
+    logConnectionErrors([queueRedis], log);
     this.closers.push(() => queueRedis.disconnect());
     const queues = queuesToServe(plane, gpus.devices).map(
       (info) =>
@@ -134,7 +136,11 @@ export class Agent {
     this.closers.push(() => Promise.all(queues.map((q) => q.close())).then(() => {}));
 
     const locks = new LockKeeper(
-      { redisUrl: config.redisUrl, lockDurationMs: config.locks.durationMs, watchdogMs: config.locks.watchdogMs },
+      {
+        redis: redisSpec(config.redis, 'locks', 'imagepod-agent-locks'),
+        lockDurationMs: config.locks.durationMs,
+        watchdogMs: config.locks.watchdogMs,
+      },
       log,
     );
     this.closers.push(() => locks.stop());
@@ -199,13 +205,16 @@ export class Agent {
     await this.heartbeat.beat();
     this.heartbeat.start();
 
-    const wakeRedis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: 'imagepod-agent-wake' });
-    wakeRedis.on('error', () => {});
     const wake = new WakeSource(
-      wakeRedis,
+      () => {
+        const conn = openRedis(config.redis, 'blocking', 'imagepod-agent-wake');
+        conn.on('error', () => {});
+        return conn;
+      },
       new Map(queues.map((q) => [q.name, q.eventsKey])),
       { onWake: () => this.claimLoop.wake(), onCancel: (jobId) => this.runner.cancel(jobId) },
       log,
+      { perSlot: config.redis.kind === 'cluster' },
     );
     await wake.start();
     this.closers.push(() => wake.stop());
@@ -317,7 +326,10 @@ export class Agent {
     if (saved !== null) {
       api.setApiKey(saved.api_key);
       try {
-        return { identity: saved, plane: await api.config(saved.agent_id, { deadlineMs: Number.POSITIVE_INFINITY }) };
+        return {
+          identity: saved,
+          plane: await api.config(saved.agent_id, { deadlineMs: Number.POSITIVE_INFINITY, failOnCertificateError: true }),
+        };
       } catch (err) {
         if (!(err instanceof ApiError && (err.status === 401 || err.status === 404))) throw err;
         this.logger.warn({ nodeId: saved.node_id }, 'the API no longer knows the saved identity (node deleted?): registering again');
@@ -447,17 +459,6 @@ export class Agent {
         /* closing anyway */
       }
     }
-  }
-}
-
-/** Plain HTTP to an API on another machine would carry the agent's key in clear. */
-function checkApiUrl(c: AgentConfig): void {
-  const u = new URL(c.apiUrl);
-  const loopback = ['localhost', '127.0.0.1', '[::1]', '::1'].includes(u.hostname);
-  if (u.protocol === 'http:' && !loopback && !c.allowInsecureApi) {
-    throw new Error(
-      `IMAGEPOD_API_URL ${c.apiUrl} is plain HTTP to another machine; use https, or set IMAGEPOD_ALLOW_INSECURE_API=true on a trusted network`,
-    );
   }
 }
 

@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import type { AgentConfig as ControlPlaneConfig } from '../src/domain/schemas/agent.js';
 import type { JobLogAppend, JobStatusReport, JobView } from '../src/domain/schemas/job.js';
 import type { AgentRegisterBody, HeartbeatAck, HeartbeatBody, NodeView } from '../src/domain/schemas/node.js';
+import { readCaBundle } from '../src/util/tls-files.js';
+import { certificateProblem, watchApiCa } from './api-trust.js';
 import { HttpExchanger } from './http-exchange.js';
 
 /** The API answered, with an error status. */
@@ -22,10 +24,21 @@ export class ApiUnreachableError extends Error {
   override name = 'ApiUnreachableError';
 }
 
+/** The API's TLS certificate failed verification, where that is final (see RetryPolicy). */
+export class ApiCertificateError extends Error {
+  override name = 'ApiCertificateError';
+}
+
 export interface RetryPolicy {
   /** Give up after this long; Infinity keeps trying until `signal` aborts. */
   readonly deadlineMs: number;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * A certificate the agent does not trust ends the request at once (ApiCertificateError). For
+   * first contact: waiting does not fix a wrong CA. Later requests keep retrying, since a CA file
+   * being rotated, or the API's certificate being replaced, heals without a restart.
+   */
+  readonly failOnCertificateError?: boolean;
 }
 
 export const RETRY_BRIEFLY: RetryPolicy = { deadlineMs: 10_000 };
@@ -48,16 +61,27 @@ export class ApiClient {
   private apiKey: string | null = null;
 
   private readonly http: HttpExchanger;
+  private readonly caFile: string | undefined;
+  private readonly stopWatchingCa: () => void;
 
+  /** `tls.caFile`: a PEM bundle the API's certificate must chain to, re-read when it changes. */
   constructor(
     private readonly baseUrl: string,
     private readonly logger: Logger,
+    tls: { readonly caFile?: string | undefined } = {},
   ) {
-    this.http = new HttpExchanger(baseUrl);
+    this.caFile = tls.caFile;
+    const ca = this.caFile === undefined ? undefined : readCaBundle(this.caFile, 'IMAGEPOD_API_CA_FILE');
+    this.http = new HttpExchanger(baseUrl, ca);
+    this.stopWatchingCa =
+      this.caFile === undefined || !baseUrl.startsWith('https:')
+        ? () => {}
+        : watchApiCa(this.caFile, (next) => this.http.setCa(next), logger);
   }
 
   /** Closes the kept-alive connections. */
   close(): void {
+    this.stopWatchingCa();
     this.http.close();
   }
 
@@ -66,7 +90,13 @@ export class ApiClient {
   }
 
   async register(body: AgentRegisterBody, registrationToken: string): Promise<Registered> {
-    return this.request<Registered>('POST', '/agents/register', body, { deadlineMs: 60_000 }, registrationToken);
+    return this.request<Registered>(
+      'POST',
+      '/agents/register',
+      body,
+      { deadlineMs: 60_000, failOnCertificateError: true },
+      registrationToken,
+    );
   }
 
   async config(agentId: string, retry = RETRY_BRIEFLY): Promise<ControlPlaneConfig> {
@@ -117,7 +147,9 @@ export class ApiClient {
       } catch (e) {
         if (e instanceof ApiError) throw e;
         if (retry.signal?.aborted) throw e;
-        transient = (e as Error).message;
+        const certificate = certificateProblem(e, this.caFile);
+        if (certificate !== null && retry.failOnCertificateError) throw new ApiCertificateError(`${method} ${path}: ${certificate}`);
+        transient = certificate ?? (e as Error).message;
       }
       const waited = Date.now() - started;
       if (waited >= retry.deadlineMs) {

@@ -1,7 +1,10 @@
+import { isIPv4 } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { type Env, envBool, envInt, envKeyValues, envNumber, envString, mask, maskUrl, parseEnv } from '../src/config/env.js';
+import { ConfigError, type Env, envBool, envInt, envKeyValues, envNumber, envString, mask, parseEnv } from '../src/config/env.js';
+import { checkRedisEnv, describeRedisTarget, type RedisTarget, redisEnvShape, redisTargetOf } from '../src/config/redis-env.js';
+import { readCaBundle, TlsFileError } from '../src/util/tls-files.js';
 
 export const ExecutorKind = {
   Auto: 'auto',
@@ -38,10 +41,9 @@ export function parseSimulatedGpus(spec: string): SimulatedGpu[] | string {
 const schema = z
   .object({
     IMAGEPOD_API_URL: envString().refine((u) => /^https?:\/\//.test(u), 'an http(s) URL, e.g. http://localhost:8000'),
+    IMAGEPOD_API_CA_FILE: envString().optional(),
     IMAGEPOD_REGISTRATION_TOKEN: envString().optional(),
-    IMAGEPOD_REDIS_URL: envString()
-      .default('redis://127.0.0.1:6379')
-      .refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// URL'),
+    ...redisEnvShape,
     IMAGEPOD_AGENT_STATE_DIR: envString().default('.imagepod/agent'),
     IMAGEPOD_NODE_NAME: envString().default(hostname()),
     IMAGEPOD_NODE_LABELS: envKeyValues().default({}),
@@ -88,6 +90,15 @@ const schema = z
     IMAGEPOD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine((e, ctx) => {
+    checkRedisEnv(e, ctx);
+    if (isPlainHttpToAnotherMachine(e.IMAGEPOD_API_URL) && !e.IMAGEPOD_ALLOW_INSECURE_API) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['IMAGEPOD_API_URL'],
+        message:
+          'plain http to another machine would carry the agent key in clear: use https, or set IMAGEPOD_ALLOW_INSECURE_API=true on a network you trust',
+      });
+    }
     if (e.IMAGEPOD_SIMULATED_GPUS !== undefined) {
       const parsed = parseSimulatedGpus(e.IMAGEPOD_SIMULATED_GPUS);
       if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', path: ['IMAGEPOD_SIMULATED_GPUS'], message: parsed });
@@ -103,8 +114,11 @@ const schema = z
 
 export interface AgentConfig {
   readonly apiUrl: string;
+  /** PEM CA bundle the API's certificate must chain to (re-read when it changes); unset: the system's CAs. */
+  readonly apiCaFile: string | undefined;
   readonly registrationToken: string | undefined;
-  readonly redisUrl: string;
+  /** The same Redis the API uses (one server, Sentinel or Cluster), for the tier queues only. */
+  readonly redis: RedisTarget;
   readonly stateDir: string;
   readonly node: {
     readonly name: string;
@@ -162,12 +176,14 @@ export interface AgentConfig {
 
 export function loadAgentConfig(env: Env): AgentConfig {
   const e = parseEnv(schema, env);
+  if (e.IMAGEPOD_API_CA_FILE !== undefined) checkCaFile(e.IMAGEPOD_API_CA_FILE);
   const simulated = e.IMAGEPOD_SIMULATED_GPUS === undefined ? null : parseSimulatedGpus(e.IMAGEPOD_SIMULATED_GPUS);
   const stateDir = e.IMAGEPOD_AGENT_STATE_DIR;
   return {
     apiUrl: e.IMAGEPOD_API_URL.replace(/\/+$/, ''),
+    apiCaFile: e.IMAGEPOD_API_CA_FILE,
     registrationToken: e.IMAGEPOD_REGISTRATION_TOKEN,
-    redisUrl: e.IMAGEPOD_REDIS_URL,
+    redis: redisTargetOf(e),
     stateDir,
     node: {
       name: e.IMAGEPOD_NODE_NAME,
@@ -221,10 +237,33 @@ export function loadAgentConfig(env: Env): AgentConfig {
   };
 }
 
+/** `http:` to anything but this machine (localhost, 127.0.0.0/8, ::1). */
+export function isPlainHttpToAnotherMachine(apiUrl: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(apiUrl);
+  } catch {
+    return false;
+  }
+  if (u.protocol !== 'http:') return false;
+  const host = u.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const loopback = host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
+  return !loopback;
+}
+
+function checkCaFile(path: string): void {
+  try {
+    readCaBundle(path, 'IMAGEPOD_API_CA_FILE');
+  } catch (err) {
+    if (err instanceof TlsFileError) throw new ConfigError([err.message]);
+    throw err;
+  }
+}
+
 export function describeAgentConfig(c: AgentConfig): Record<string, unknown> {
   return {
     ...c,
     registrationToken: mask(c.registrationToken),
-    redisUrl: maskUrl(c.redisUrl),
+    redis: describeRedisTarget(c.redis),
   };
 }

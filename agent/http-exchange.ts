@@ -11,13 +11,39 @@ export interface Exchange {
  * fraction of the CPU of fetch() per request, which matters on the claim path of a busy agent.
  */
 export class HttpExchanger {
-  private readonly agent: http.Agent;
+  private agent: http.Agent;
   private readonly request: typeof http.request;
+  private readonly tls: boolean;
+  /** Pools replaced by a new CA, closed once the requests they carry are surely over. */
+  private readonly retired = new Set<http.Agent>();
 
-  constructor(baseUrl: string) {
-    const tls = new URL(baseUrl).protocol === 'https:';
-    this.agent = tls ? new https.Agent({ keepAlive: true, maxSockets: 16 }) : new http.Agent({ keepAlive: true, maxSockets: 16 });
-    this.request = tls ? https.request : http.request;
+  /** `ca`: the PEM bundle an https API's certificate must chain to; absent, the system's CAs. */
+  constructor(baseUrl: string, ca?: string) {
+    this.tls = new URL(baseUrl).protocol === 'https:';
+    this.agent = this.pool(ca);
+    this.request = this.tls ? https.request : http.request;
+  }
+
+  /**
+   * Trusts `ca` from the next request on. New connections go through a new pool; the old pool's
+   * requests finish on their connections and the pool is closed after the longest request time.
+   */
+  setCa(ca: string, closeOldAfterMs = 60_000): void {
+    if (!this.tls) return;
+    const old = this.agent;
+    this.agent = this.pool(ca);
+    this.retired.add(old);
+    setTimeout(() => {
+      old.destroy();
+      this.retired.delete(old);
+    }, closeOldAfterMs).unref();
+  }
+
+  private pool(ca: string | undefined): http.Agent {
+    // Kept alive: a busy agent makes many small requests. The https agent sets SNI from the host.
+    return this.tls
+      ? new https.Agent({ keepAlive: true, maxSockets: 16, ...(ca !== undefined && { ca }) })
+      : new http.Agent({ keepAlive: true, maxSockets: 16 });
   }
 
   /** Gives up after `timeoutMs` without an answer, or when `signal` aborts. */
@@ -45,5 +71,7 @@ export class HttpExchanger {
 
   close(): void {
     this.agent.destroy();
+    for (const old of this.retired) old.destroy();
+    this.retired.clear();
   }
 }

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { ApiConfig } from './config/api-config.js';
 import { TierTable } from './domain/tiers.js';
@@ -6,9 +6,11 @@ import { createApp } from './http/app.js';
 import { configurePassport } from './http/auth.js';
 import type { RouteContext } from './http/context.js';
 import { Sessions } from './http/session.js';
+import { createHttpsServer } from './http/tls.js';
 import { ApiMetrics } from './metrics/api-metrics.js';
 import { metricSources } from './metrics/api-sources.js';
-import { createRedis } from './redis/connection.js';
+import { createRedis, waitUntilReady } from './redis/connection.js';
+import { logConnectionErrors } from './redis/error-log.js';
 import { Keys } from './redis/keys.js';
 import { Accounting } from './services/accounting.js';
 import { agentConfigFor } from './services/agent-config.js';
@@ -20,6 +22,7 @@ import { JobReports } from './services/job-reports.js';
 import { JobService } from './services/job-service.js';
 import { JobStore } from './services/job-store.js';
 import { NodeRegistry } from './services/node-registry.js';
+import { RedisSessionStore } from './services/session-store.js';
 import { WaitReasons } from './services/wait-reasons.js';
 import { AddressPolicy } from './services/webhooks/address-policy.js';
 import { Webhooks } from './services/webhooks/webhooks.js';
@@ -34,22 +37,16 @@ export interface ApiServer {
 
 /** Wires the API together and listens. Used by `main.ts`, tests and benchmarks alike. */
 export async function startApiServer(config: ApiConfig, logger: Logger): Promise<ApiServer> {
-  const redis = createRedis(config.redisUrl, 'api', 'imagepod-api');
+  const redis = createRedis(config.redis, 'api', 'imagepod-api');
   // BullMQ defines its 60-odd scripts on the connection it is given, and ioredis copies every
   // script a connection knows into each pipeline it makes (auto-pipelining makes one per tick):
   // the queues get a connection of their own so ImagePod's commands do not pay for that.
-  const queueRedis = createRedis(config.redisUrl, 'api', 'imagepod-api-queues');
-  let lastRedisError = '';
-  for (const conn of [redis, queueRedis]) {
-    conn.on('error', (err: Error) => {
-      // A dead Redis repeats the same error on every reconnect attempt: log when it changes.
-      if (err.message !== lastRedisError) logger.warn({ err: err.message }, 'redis connection error');
-      lastRedisError = err.message;
-    });
-    conn.on('ready', () => {
-      if (lastRedisError !== '') logger.info('redis connection restored');
-      lastRedisError = '';
-    });
+  const queueRedis = createRedis(config.redis, 'api', 'imagepod-api-queues');
+  logConnectionErrors([redis, queueRedis], logger);
+  if (config.redis.kind === 'cluster') {
+    // Cluster connections on the request path do not queue commands (see redisSpec): give them
+    // their slot map before serving. A cluster still away after this is a 503, as one server is.
+    await Promise.all([redis, queueRedis].map((c) => waitUntilReady(c, 5000)));
   }
   const keys = new Keys(config.keyPrefix);
   const tiers = new TierTable(config.tierBoundsMiB);
@@ -84,8 +81,9 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
   metrics.observe(metricSources({ queues, nodes, pendingByTier: () => jobs.pendingByTier() }));
 
   const blockingConnection = () => {
-    const c = redis.duplicate({ enableAutoPipelining: false, maxRetriesPerRequest: null });
+    const c = createRedis(config.redis, 'blocking', 'imagepod-api-blocking');
     c.on('error', () => {});
+    c.on('node error', () => {});
     return c;
   };
   const events = new JobEventFeed(
@@ -112,18 +110,23 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
     metrics,
     events,
     overview,
-    sessions: new Sessions(config, logger),
+    sessions: new Sessions(config, logger, new RedisSessionStore(redis, keys)),
     watchQueues: (onQueue) => queues.watch(onQueue),
     blockingConnection,
     webhookSecrets: webhooks.secrets,
+    // Both request-path connections: the queues' one is what a submission needs.
     ping: async () => {
-      await redis.ping();
+      await Promise.all([redis.ping(), queueRedis.ping()]);
     },
   };
   const app = createApp(context);
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once('error', reject);
+  const server: Server = config.tls === null ? createServer(app) : createHttpsServer(app, config.tls, logger).server;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
@@ -131,7 +134,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
 
   return {
     server,
-    url: `http://${host}:${port}`,
+    url: `${config.tls === null ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     context,
     queues,
     async close() {

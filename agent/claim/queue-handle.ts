@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Job, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { JobPayload } from '../../src/domain/schemas/job.js';
-import { pairsToRecord } from '../../src/redis/connection.js';
+import { pairsToRecord, type RedisClient } from '../../src/redis/connection.js';
 import { readLua } from '../../src/redis/scripts.js';
 import type { ClaimDevice } from '../resources.js';
 
@@ -93,7 +92,7 @@ export class QueueHandle {
 
   constructor(
     readonly info: QueueInfo,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly opts: { lockDurationMs: number; stalledIntervalMs: number; maxStalledCount: number; workerName: string },
     logger: Logger,
   ) {

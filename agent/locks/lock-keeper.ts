@@ -1,8 +1,10 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import type { RedisSpec } from '../../src/redis/connection.js';
 
 export interface LockKeeperOptions {
-  readonly redisUrl: string;
+  /** The connection the thread opens (plain data: it crosses into the thread). */
+  readonly redis: RedisSpec;
   readonly lockDurationMs: number;
   /** Stop renewing when the main thread has not answered for this long. */
   readonly watchdogMs: number;
@@ -26,7 +28,7 @@ export class LockKeeper {
   constructor(opts: LockKeeperOptions, logger: Logger) {
     this.thread = new Worker(new URL('./renewer-thread.mjs', import.meta.url), {
       workerData: {
-        redisUrl: opts.redisUrl,
+        redis: opts.redis,
         lockDurationMs: opts.lockDurationMs,
         renewEveryMs: Math.max(100, Math.floor(opts.lockDurationMs / 3)),
         watchdogMs: opts.watchdogMs,

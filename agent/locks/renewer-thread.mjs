@@ -9,9 +9,9 @@
 // Messages out: {type:'lost', jobId, token} when a lock is no longer this agent's
 //               {type:'watchdog'} when the main thread went silent and renewal stopped
 import { parentPort, workerData } from 'node:worker_threads';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 
-const { redisUrl, lockDurationMs, renewEveryMs, watchdogMs } = workerData;
+const { redis: spec, lockDurationMs, renewEveryMs, watchdogMs } = workerData;
 
 // The same as BullMQ's extendLock: renew only our own lock, and tell the stalled check we live.
 const EXTEND = `
@@ -22,7 +22,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`;
 
-const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, connectionName: 'imagepod-agent-locks' });
+// The main thread's redisSpec() (src/redis/connection.ts), opened as its openRedisSpec() does:
+// one server, Sentinel or Cluster, with the same TLS and credentials.
+const backoff = (times) => Math.min(100 * times, 2000);
+const single = {
+  ...spec.options,
+  retryStrategy: backoff,
+  sentinelRetryStrategy: backoff,
+  reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+};
+const redis =
+  spec.kind === 'cluster'
+    ? new Cluster(spec.nodes, { ...spec.options, clusterRetryStrategy: backoff })
+    : spec.url === null
+      ? new Redis(single)
+      : new Redis(spec.url, single);
 redis.on('error', () => {});
 redis.defineCommand('extendLock', { numberOfKeys: 2, lua: EXTEND });
 

@@ -1,3 +1,4 @@
+import { isCertificateError } from '../util/tls-files.js';
 import { ApiError, CliError, type FieldProblem } from './errors.js';
 
 /** Every route is under this prefix (src/http/app.ts). */
@@ -62,6 +63,12 @@ export class ApiClient {
     } catch (err) {
       if ((err as Error).name === 'AbortError') throw err;
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      if (isCertificateError(cause?.code)) {
+        // fetch here trusts the system's CAs plus NODE_EXTRA_CA_CERTS, which Node reads only at start.
+        throw new CliError(
+          `the API's TLS certificate at ${this.baseUrl} was not accepted (${cause?.code}): if a private CA signed it, run with NODE_EXTRA_CA_CERTS=/path/to/ca.crt`,
+        );
+      }
       throw new CliError(`cannot reach the API at ${this.baseUrl}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
     }
   }

@@ -3,7 +3,10 @@ import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_TIER_BOUNDS_MIB, parseTierBounds } from '../domain/tiers.js';
-import { type Env, envInt, envString, mask, maskUrl, parseEnv } from './env.js';
+import { readKeyPair, TlsFileError } from '../util/tls-files.js';
+import { ConfigError, type Env, envInt, envString, mask, parseEnv } from './env.js';
+import { checkRedisEnv, describeRedisTarget, type RedisTarget, redisEnvShape, redisTargetOf } from './redis-env.js';
+import { parseTrustProxy, type TrustProxy } from './trust-proxy.js';
 
 /** Where `npm run build:dashboard` puts the dashboard; IMAGEPOD_DASHBOARD_DIR overrides it. */
 export const DEFAULT_DASHBOARD_DIR = resolve(import.meta.dirname, '../../dashboard/dist');
@@ -12,9 +15,7 @@ export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
 const schema = z
   .object({
-    IMAGEPOD_REDIS_URL: envString()
-      .default('redis://127.0.0.1:6379')
-      .refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// URL'),
+    ...redisEnvShape,
     IMAGEPOD_KEY_PREFIX: envString()
       .default('imagepod')
       .refine((p) => KEY_PREFIX_PATTERN.test(p), 'letters, digits, _ . - only (1-64 chars)'),
@@ -42,6 +43,18 @@ const schema = z
     IMAGEPOD_HEARTBEAT_TTL_MS: envInt(200, 3_600_000).optional(),
     IMAGEPOD_HOST: envString().default('0.0.0.0'),
     IMAGEPOD_PORT: envInt(0, 65535).default(8000),
+    IMAGEPOD_TLS_CERT_FILE: envString().optional(),
+    IMAGEPOD_TLS_KEY_FILE: envString().optional(),
+    IMAGEPOD_TRUST_PROXY: envString()
+      .default('false')
+      .transform((s, ctx) => {
+        const parsed = parseTrustProxy(s);
+        if (typeof parsed === 'string') {
+          ctx.addIssue({ code: 'custom', message: parsed });
+          return z.NEVER;
+        }
+        return parsed;
+      }),
     IMAGEPOD_BODY_LIMIT_BYTES: envInt(1024, 64 * 1024 * 1024).default(2 * 1024 * 1024),
     IMAGEPOD_INPUT_DATA_MAX_BYTES: envInt(0, 64 * 1024 * 1024).default(256 * 1024),
     IMAGEPOD_RESULT_MAX_BYTES: envInt(0, 64 * 1024 * 1024).default(1024 * 1024),
@@ -78,6 +91,7 @@ const schema = z
       .default('info'),
   })
   .superRefine((env, ctx) => {
+    checkRedisEnv(env, ctx);
     const keySources = [env.IMAGEPOD_JWT_SECRET, env.IMAGEPOD_JWT_PUBLIC_KEY, env.IMAGEPOD_JWT_PUBLIC_KEY_FILE];
     if (keySources.filter((v) => v !== undefined).length !== 1) {
       ctx.addIssue({
@@ -95,6 +109,14 @@ const schema = z
         code: 'custom',
         path: ['IMAGEPOD_HEARTBEAT_TTL_MS'],
         message: 'must be longer than IMAGEPOD_HEARTBEAT_INTERVAL_MS, or one late beat marks the node offline',
+      });
+    }
+    if ((env.IMAGEPOD_TLS_CERT_FILE === undefined) !== (env.IMAGEPOD_TLS_KEY_FILE === undefined)) {
+      const missing = env.IMAGEPOD_TLS_CERT_FILE === undefined ? 'IMAGEPOD_TLS_CERT_FILE' : 'IMAGEPOD_TLS_KEY_FILE';
+      ctx.addIssue({
+        code: 'custom',
+        path: [missing],
+        message: 'set both IMAGEPOD_TLS_CERT_FILE and IMAGEPOD_TLS_KEY_FILE to serve HTTPS, or neither',
       });
     }
     if (env.IMAGEPOD_INPUT_DATA_MAX_BYTES >= env.IMAGEPOD_BODY_LIMIT_BYTES) {
@@ -116,7 +138,8 @@ export type JwtVerification =
     };
 
 export interface ApiConfig {
-  readonly redisUrl: string;
+  /** One server, Sentinel or Cluster; see redis-env.ts. */
+  readonly redis: RedisTarget;
   readonly keyPrefix: string;
   readonly tierBoundsMiB: readonly number[];
   readonly jwt: JwtVerification & { readonly issuer?: string; readonly audience?: string };
@@ -127,6 +150,10 @@ export interface ApiConfig {
   readonly heartbeatTtlMs: number;
   readonly host: string;
   readonly port: number;
+  /** Serve HTTPS with this certificate chain and key (re-read when the files change); null: plain HTTP. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | null;
+  /** Express's `trust proxy`: which hops' X-Forwarded-* headers to believe (false: none). */
+  readonly trustProxy: TrustProxy;
   readonly limits: {
     readonly bodyBytes: number;
     readonly inputDataBytes: number;
@@ -165,8 +192,13 @@ export function loadApiConfig(env: Env): ApiConfig {
     const publicKey = e.IMAGEPOD_JWT_PUBLIC_KEY ?? readKeyFile(e.IMAGEPOD_JWT_PUBLIC_KEY_FILE ?? '');
     jwt = { kind: 'public-key', publicKey, algorithms: ['RS256', 'ES256', 'PS256'] };
   }
+  const tls =
+    e.IMAGEPOD_TLS_CERT_FILE !== undefined && e.IMAGEPOD_TLS_KEY_FILE !== undefined
+      ? { certFile: e.IMAGEPOD_TLS_CERT_FILE, keyFile: e.IMAGEPOD_TLS_KEY_FILE }
+      : null;
+  if (tls !== null) checkKeyPair(tls);
   return {
-    redisUrl: e.IMAGEPOD_REDIS_URL,
+    redis: redisTargetOf(e),
     keyPrefix: e.IMAGEPOD_KEY_PREFIX,
     tierBoundsMiB: e.IMAGEPOD_TIER_BOUNDS_MIB,
     jwt: { ...jwt, issuer: e.IMAGEPOD_JWT_ISSUER, audience: e.IMAGEPOD_JWT_AUDIENCE },
@@ -176,6 +208,8 @@ export function loadApiConfig(env: Env): ApiConfig {
     heartbeatTtlMs: e.IMAGEPOD_HEARTBEAT_TTL_MS ?? 3 * e.IMAGEPOD_HEARTBEAT_INTERVAL_MS,
     host: e.IMAGEPOD_HOST,
     port: e.IMAGEPOD_PORT,
+    tls,
+    trustProxy: e.IMAGEPOD_TRUST_PROXY,
     limits: {
       bodyBytes: e.IMAGEPOD_BODY_LIMIT_BYTES,
       inputDataBytes: e.IMAGEPOD_INPUT_DATA_MAX_BYTES,
@@ -222,10 +256,20 @@ function readKeyFile(path: string): string {
   }
 }
 
+/** A certificate and key that cannot be served stop the start, naming the variable at fault. */
+function checkKeyPair(files: { certFile: string; keyFile: string }): void {
+  try {
+    readKeyPair(files);
+  } catch (err) {
+    if (err instanceof TlsFileError) throw new ConfigError([err.message]);
+    throw err;
+  }
+}
+
 /** The effective configuration, safe to log: secrets masked. */
 export function describeApiConfig(c: ApiConfig): Record<string, unknown> {
   return {
-    redisUrl: maskUrl(c.redisUrl),
+    redis: describeRedisTarget(c.redis),
     keyPrefix: c.keyPrefix,
     tierBoundsMiB: c.tierBoundsMiB,
     jwt:
@@ -238,6 +282,8 @@ export function describeApiConfig(c: ApiConfig): Record<string, unknown> {
     heartbeatTtlMs: c.heartbeatTtlMs,
     host: c.host,
     port: c.port,
+    tls: c.tls,
+    trustProxy: c.trustProxy,
     limits: c.limits,
     jobRetentionSeconds: c.jobRetentionSeconds,
     maxRunningJobsPerUser: c.maxRunningJobsPerUser,

@@ -29,6 +29,9 @@ export function createApp(ctx: RouteContext): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  // Behind a TLS-terminating proxy, X-Forwarded-Proto makes req.secure (and the cookie's Secure) true.
+  const trustProxy = ctx.config.trustProxy;
+  app.set('trust proxy', typeof trustProxy === 'object' ? [...trustProxy] : trustProxy);
   app.use(
     pinoHttp({
       logger: ctx.logger,

@@ -146,12 +146,16 @@ export function authenticate(p: passport.PassportStatic, sessions?: Sessions): R
     const token = bearer(req);
     const cookie = token === null && sessions !== undefined ? readCookie(req, SESSION_COOKIE) : null;
     if (cookie !== null && sessions !== undefined) {
-      const principal = sessions.verify(cookie);
-      if (principal === null) return next(new UnauthorizedError('the session has ended: sign in again'));
-      checkSameOrigin(req);
-      req.principal = principal;
-      annotatePrincipal(principal);
-      return next();
+      sessions
+        .verify(cookie)
+        .then((principal) => {
+          if (principal === null) throw new UnauthorizedError('the session has ended: sign in again');
+          checkSameOrigin(req);
+          req.principal = principal;
+          annotatePrincipal(principal);
+        })
+        .then(() => next(), next);
+      return;
     }
     p.authenticate(strategiesFor(token), { session: false }, (err: unknown, user: Principal | false) => {
       if (err) return next(err);

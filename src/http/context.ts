@@ -1,10 +1,10 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type passport from 'passport';
 import type { Logger } from 'pino';
 import type { ApiConfig } from '../config/api-config.js';
 import type { AgentConfig } from '../domain/schemas/agent.js';
 import type { ApiMetrics } from '../metrics/api-metrics.js';
+import type { RedisClient } from '../redis/connection.js';
 import type { Accounting } from '../services/accounting.js';
 import type { FleetOverview } from '../services/fleet-overview.js';
 import type { JobEventFeed } from '../services/job-events.js';
@@ -35,7 +35,7 @@ export interface RouteContext {
   /** Lists every job queue now and as each new one is made (for Bull Board). */
   readonly watchQueues: (onQueue: (q: Queue) => void) => void;
   /** A new connection for one blocking reader (log following); the caller closes it. */
-  readonly blockingConnection: () => Redis;
+  readonly blockingConnection: () => RedisClient;
   /** Users' webhook signing secrets. */
   readonly webhookSecrets: WebhookSecrets;
   /** Resolves when the store answers. */

@@ -1,4 +1,4 @@
-import { createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import type { Request } from 'express';
 import jwt from 'jsonwebtoken';
 import type { Logger } from 'pino';
@@ -15,12 +15,23 @@ import { type Principal, ROLES } from '../domain/roles.js';
 export const SESSION_COOKIE = 'imagepod_session';
 const AUDIENCE = 'imagepod-session';
 
+/**
+ * Each session also has a record in Redis that lives as long as it does, so signing out (or an
+ * admin ending a user's sessions) ends it for every copy of the cookie, not just the browser's.
+ */
+export interface SessionStore {
+  save(id: string, userId: string, ttlSeconds: number): Promise<void>;
+  exists(id: string): Promise<boolean>;
+  remove(id: string): Promise<void>;
+}
+
 export class Sessions {
   private readonly key: KeyObject;
 
   constructor(
     config: ApiConfig,
     logger: Logger,
+    private readonly store: SessionStore,
     readonly ttlSeconds = config.session.ttlSeconds,
   ) {
     let secret: Buffer;
@@ -34,19 +45,43 @@ export class Sessions {
   }
 
   /** A session for a person, ending no later than the token it was made from. */
-  mint(p: Principal & { kind: 'user' }, tokenExpiresAt: number | null): { token: string; maxAgeSeconds: number } {
+  async mint(p: Principal & { kind: 'user' }, tokenExpiresAt: number | null): Promise<{ token: string; maxAgeSeconds: number }> {
     const now = Math.floor(Date.now() / 1000);
     const ttl = Math.max(1, Math.min(this.ttlSeconds, tokenExpiresAt === null ? this.ttlSeconds : tokenExpiresAt - now));
-    const token = jwt.sign({ sub: p.userId, role: p.role }, this.key, { algorithm: 'HS256', audience: AUDIENCE, expiresIn: ttl });
+    const id = randomUUID();
+    await this.store.save(id, p.userId, ttl);
+    const token = jwt.sign({ sub: p.userId, role: p.role }, this.key, {
+      algorithm: 'HS256',
+      audience: AUDIENCE,
+      expiresIn: ttl,
+      jwtid: id,
+    });
     return { token, maxAgeSeconds: ttl };
   }
 
-  verify(token: string): Principal | null {
+  /** The session's person, or null when the token is not one of ours, has expired or was ended. */
+  async verify(token: string): Promise<Principal | null> {
+    const claims = this.claims(token);
+    if (claims === null || !(await this.store.exists(claims.id))) return null;
+    return claims.principal;
+  }
+
+  /** Ends the session the token belongs to, if it is one of ours. */
+  async end(token: string): Promise<void> {
+    const claims = this.claims(token);
+    if (claims !== null) await this.store.remove(claims.id);
+  }
+
+  private claims(token: string): { id: string; principal: Principal } | null {
     try {
-      const payload = jwt.verify(token, this.key, { algorithms: ['HS256'], audience: AUDIENCE }) as { sub?: unknown; role?: unknown };
+      const payload = jwt.verify(token, this.key, { algorithms: ['HS256'], audience: AUDIENCE }) as {
+        sub?: unknown;
+        role?: unknown;
+        jti?: unknown;
+      };
       const role = ROLES.find((r) => r === payload.role);
-      if (typeof payload.sub !== 'string' || payload.sub === '' || role === undefined) return null;
-      return { kind: 'user', userId: payload.sub, role };
+      if (typeof payload.sub !== 'string' || payload.sub === '' || role === undefined || typeof payload.jti !== 'string') return null;
+      return { id: payload.jti, principal: { kind: 'user', userId: payload.sub, role } };
     } catch {
       return null;
     }
@@ -59,7 +94,14 @@ export function readCookie(req: Request, name: string): string | null {
   if (header === undefined) return null;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      // A value that is not valid percent-encoding (planted by a sibling site, say) is no session.
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim());
+      } catch {
+        return null;
+      }
+    }
   }
   return null;
 }
@@ -74,7 +116,8 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export function checkSameOrigin(req: Request): void {
   if (SAFE_METHODS.has(req.method)) return;
   const origin = req.get('origin');
-  const host = req.get('host');
+  // Behind a proxy that rewrites Host, X-Forwarded-Host names the page's host (IMAGEPOD_TRUST_PROXY).
+  const host = req.host;
   let ok = false;
   if (origin !== undefined && host !== undefined) {
     try {

@@ -8,6 +8,7 @@
  *   {<tier>}   one per tier: that tier's BullMQ queues and the records and logs of its jobs,
  *              so tiers can sit on different shards
  *   {acct}     accounting: users' limits and budgets, running jobs, budget holds, the ledger
+ *   {sessions} dashboard sessions
  *   {hooks}    webhooks: users' signing secrets and the delivery queue
  */
 import { tierOfQueue } from '../domain/queues.js';
@@ -75,6 +76,12 @@ export class Keys {
   /** An agent process's record (hash). */
   agent(agentId: string): string {
     return this.reg(`agent:${agentId}`);
+  }
+
+  // ── dashboard sessions ─────────────────────────────────────────────────────────────────────
+  /** A signed-in browser session (string: the user id; its TTL is the session's). */
+  session(sessionId: string): string {
+    return `${this.prefix}:{sessions}:${sessionId}`;
   }
 
   // ── job lookup and listings ───────────────────────────────────────────────────────────────

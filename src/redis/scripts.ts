@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /**
  * ImagePod's Lua scripts, one file each in `lua/` named `<name>-<number of keys>.lua` (BullMQ's
@@ -70,7 +70,7 @@ function loadAll(): ReadonlyMap<ScriptName, LoadedScript> {
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 
 /** Defines every script on a connection; call once per connection before `runScript`. */
-export function defineScripts(redis: Redis): void {
+export function defineScripts(redis: Redis | Cluster): void {
   loaded ??= loadAll();
   for (const [name, s] of loaded) {
     if (typeof (redis as unknown as Record<string, unknown>)[name] === 'function') continue;
@@ -78,7 +78,12 @@ export function defineScripts(redis: Redis): void {
   }
 }
 
-export function runScript(redis: Redis, name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+export function runScript(
+  redis: Redis | Cluster,
+  name: ScriptName,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<unknown> {
   const fn = (redis as unknown as Record<string, ScriptFn | undefined>)[name];
   if (fn === undefined) throw new Error(`script ${name} is not defined on this connection`);
   return fn.call(redis, ...keys, ...args);

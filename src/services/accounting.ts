@@ -1,8 +1,8 @@
-import type { Redis } from 'ioredis';
 import { attemptCost } from '../domain/cost.js';
 import { BudgetExceededError } from '../domain/errors.js';
 import { JobStatus } from '../domain/job-status.js';
 import { tierOfQueue } from '../domain/queues.js';
+import type { RedisClient } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
 
@@ -70,7 +70,7 @@ export class Accounting {
   private capped: { users: string[]; until: number } = { users: [], until: 0 };
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly defaultMaxRunning: number,
   ) {}

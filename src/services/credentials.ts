@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Principal } from '../domain/roles.js';
+import type { RedisClient } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 
 /** `ipk_<key id>_<secret>`: the id finds the record, the secret is only ever stored hashed. */
@@ -32,7 +32,7 @@ export class Credentials {
   private readonly cache = new Map<string, { principal: AgentPrincipal; until: number }>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly registrationToken: string,
     private readonly cacheMs = 5000,

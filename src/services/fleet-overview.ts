@@ -1,11 +1,12 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { NodeStatus } from '../domain/node-status.js';
 import { tierOfQueue } from '../domain/queues.js';
 import { isAdmin, type Principal } from '../domain/roles.js';
 import type { FleetSummary, QueueSummary, Timeline } from '../domain/schemas/overview.js';
 import type { TierTable } from '../domain/tiers.js';
+import type { RedisClient } from '../redis/connection.js';
 import { hourOf, type Keys } from '../redis/keys.js';
+import { outsideRequest } from '../util/log-context.js';
 import type { JobQueues } from './job-queues.js';
 import type { JobStore } from './job-store.js';
 import type { NodeRegistry } from './node-registry.js';
@@ -22,7 +23,7 @@ const SAMPLE_EVERY_MS = 20_000;
 export type PendingByTier = Record<string, { jobs: number; gpu_memory_mib: number }>;
 
 /** Queued jobs and the GPU memory they ask for, per tier, as the status scripts count them. */
-export async function readPendingByTier(redis: Redis, keys: Keys, tiers: TierTable): Promise<PendingByTier> {
+export async function readPendingByTier(redis: RedisClient, keys: Keys, tiers: TierTable): Promise<PendingByTier> {
   const out: PendingByTier = {};
   const all = await Promise.all(tiers.all.map((t) => redis.hmget(keys.pending(t.name), 'jobs', 'gpu_mib')));
   for (const [i, t] of tiers.all.entries()) {
@@ -48,7 +49,7 @@ export class FleetOverview {
   private sampler: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly tiers: TierTable,
     private readonly queues: JobQueues,
@@ -69,7 +70,7 @@ export class FleetOverview {
   async queueSummaries(p: Principal, maxAgeMs = 0): Promise<QueueSummary[]> {
     const now = Date.now();
     if (this.queuesCache === null || now - this.queuesCache.at > maxAgeMs) {
-      this.queuesCache = { at: now, value: this.computeQueues() };
+      this.queuesCache = { at: now, value: outsideRequest(() => this.computeQueues()) };
       this.queuesCache.value.catch(() => {
         this.queuesCache = null;
       });
@@ -149,7 +150,7 @@ export class FleetOverview {
   async fleet(maxAgeMs = 0): Promise<FleetSummary> {
     const now = Date.now();
     if (this.fleetCache === null || now - this.fleetCache.at > maxAgeMs) {
-      this.fleetCache = { at: now, value: this.computeFleet() };
+      this.fleetCache = { at: now, value: outsideRequest(() => this.computeFleet()) };
       this.fleetCache.value.catch(() => {
         this.fleetCache = null;
       });
@@ -212,7 +213,8 @@ export class FleetOverview {
   async timeline(minutes: number): Promise<Timeline> {
     const now = Date.now();
     const startMinute = Math.floor(now / 60_000) - minutes + 1;
-    const hours = [...new Set([hourOf(startMinute * 60_000), hourOf(now)])];
+    const hours: number[] = [];
+    for (let h = hourOf(startMinute * 60_000); h <= hourOf(now); h++) hours.push(h);
     const tierKeys = this.tiers.all.flatMap((t) => hours.map((h) => ({ h, key: this.keys.jobTimeline(t.name, h) })));
     const fleetKeys = hours.map((h) => ({ h, key: this.keys.fleetTimeline(h) }));
     const [tierData, fleetData] = await Promise.all([
@@ -230,7 +232,7 @@ export class FleetOverview {
         started += Number(tierData[i]?.[`s${slot}`] ?? 0);
         finished += Number(tierData[i]?.[`f${slot}`] ?? 0);
       }
-      const sample = fleetData[fleetKeys.findIndex((k) => k.h === h)]?.[slot];
+      const sample = fleetData[hours.indexOf(h)]?.[slot];
       const [used, total] = sample === undefined ? [null, null] : sample.split('|').map(Number);
       points.push({
         at: new Date(m * 60_000).toISOString(),

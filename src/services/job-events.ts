@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type JobStatus, parseJobStatus } from '../domain/job-status.js';
+import type { RedisClient } from '../redis/connection.js';
 import { pairsToRecord } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 
@@ -57,14 +57,14 @@ export class JobEventFeed {
   private readonly listeners = new Set<JobEventListener>();
   private readonly waiters = new Map<string, Set<(e: JobEvent) => void>>();
   private readonly recentFinal = new Map<string, JobEvent>();
-  private readonly connections: Redis[] = [];
+  private readonly connections: RedisClient[] = [];
   private started: Promise<void> | null = null;
   private closed = false;
 
   constructor(
     private readonly keys: Keys,
     private readonly tiers: readonly string[],
-    private readonly connect: () => Redis,
+    private readonly connect: () => RedisClient,
     private readonly logger: Logger,
   ) {}
 

@@ -156,3 +156,12 @@ export function toJobView(rec: JobRecord, derived: DerivedStatus, waitReason: st
     cancel_requested_at: isoOrNull(f.cancel_requested_at),
   };
 }
+
+/**
+ * What an agent sees of a job it runs: everything but where its owner wants to hear about it. A
+ * webhook URL often carries a secret of its own (a chat hook's path, a `?token=`), and a node
+ * operator is not the job's owner.
+ */
+export function agentJobView(view: JobView): JobView {
+  return { ...view, webhook_url: null, webhook_status: null, webhook_deliveries: [] };
+}

@@ -1,10 +1,11 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { CANCEL_EVENT } from '../domain/queue-events.js';
 import { tierOfQueue } from '../domain/queues.js';
 import type { JobPayload } from '../domain/schemas/job.js';
 import type { TierTable } from '../domain/tiers.js';
+import type { RedisClient } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
+import { outsideRequest } from '../util/log-context.js';
 
 /** A job as it goes into its queue: BullMQ's name (shown in Bull Board), priority and payload. */
 export interface QueuedJob {
@@ -28,7 +29,7 @@ export class JobQueues {
   private readonly watchers: ((q: Queue<JobPayload>) => void)[] = [];
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly tiers: TierTable,
     private readonly retentionSeconds: number,
@@ -53,7 +54,8 @@ export class JobQueues {
     if (q === undefined) {
       const tier = tierOfQueue(name);
       if (this.tiers.get(tier) === undefined) throw new Error(`no tier for queue ${name}`);
-      q = new Queue<JobPayload>(name, { connection: this.redis, prefix: this.keys.queuePrefix(tier) });
+      // Made on first use, maybe inside a request: it serves every later one, so not in that one's log context.
+      q = outsideRequest(() => new Queue<JobPayload>(name, { connection: this.redis, prefix: this.keys.queuePrefix(tier) }));
       // The connection's own error handler reports outages once; this keeps BullMQ from printing them.
       q.on('error', this.onError);
       this.queues.set(name, q);

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { attemptCost, gpuHours, hourlyRate, roundMoney } from '../domain/cost.js';
 import { ConflictError, DomainError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
 import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
@@ -6,11 +5,12 @@ import { tierOfQueue } from '../domain/queues.js';
 import { isAdmin, type Principal } from '../domain/roles.js';
 import type { JobLogAppend, JobStatusReport, JobView } from '../domain/schemas/job.js';
 import { type JobMetrics, NO_JOB_METRICS } from '../metrics/api-metrics.js';
+import type { RedisClient } from '../redis/connection.js';
 import { pairsToRecord } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
 import type { Accounting } from './accounting.js';
-import { type JobRecord, parseJobRecord, toJobView } from './job-model.js';
+import { agentJobView, type JobRecord, parseJobRecord, toJobView } from './job-model.js';
 import { jsonBytes } from './job-service.js';
 import type { JobStore } from './job-store.js';
 import type { NodeRegistry } from './node-registry.js';
@@ -29,7 +29,7 @@ type Agent = Extract<Principal, { kind: 'agent' }>;
  */
 export class JobReports {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly store: JobStore,
     private readonly nodes: NodeRegistry,
@@ -119,7 +119,8 @@ export class JobReports {
       await this.accounting.releaseRunning(after.owner, id);
     }
     // The reporter holds the lock (or the job is final), so the record is what the job is.
-    return toJobView(after, { status: after.status, reason: after.fields.status_reason || null });
+    const view = toJobView(after, { status: after.status, reason: after.fields.status_reason || null });
+    return p.kind === 'agent' ? agentJobView(view) : view;
   }
 
   /**

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { roundMoney } from '../domain/cost.js';
 import { ConflictError, type FieldProblem, ForbiddenError, NotFoundError, UnavailableError, ValidationError } from '../domain/errors.js';
 import { gpuFamilies } from '../domain/gpu.js';
@@ -19,6 +18,7 @@ import {
 } from '../domain/schemas/job.js';
 import type { TierTable } from '../domain/tiers.js';
 import { type JobMetrics, NO_JOB_METRICS } from '../metrics/api-metrics.js';
+import type { RedisClient } from '../redis/connection.js';
 import { pairsToRecord } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
@@ -26,7 +26,7 @@ import { iso } from '../util/time.js';
 import type { Accounting } from './accounting.js';
 import { decodeScoreCursor, encodeCursor } from './cursor.js';
 import { type PendingByTier, readPendingByTier } from './fleet-overview.js';
-import { deriveStatus, type JobRecord, newRecordFields, parseJobRecord, toJobView } from './job-model.js';
+import { agentJobView, deriveStatus, type JobRecord, newRecordFields, parseJobRecord, toJobView } from './job-model.js';
 import type { JobQueues, QueuedJob } from './job-queues.js';
 import type { JobStore, LoadedJob } from './job-store.js';
 import type { NodeRegistry } from './node-registry.js';
@@ -57,7 +57,7 @@ export const jsonBytes = (v: unknown): number => Buffer.byteLength(JSON.stringif
 /** What people do with jobs: submit them into the tier queues, read, list and cancel them. */
 export class JobService {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly tiers: TierTable,
     private readonly store: JobStore,
@@ -192,21 +192,25 @@ export class JobService {
     );
     const now = Date.now();
     const k = this.keys;
-    const index = this.redis.multi();
-    for (const j of jobs) index.hset(k.jobQueueIndex, j.id, j.queue).zadd(k.jobsAll, now, j.id).zadd(k.jobsOfUser(owner), now, j.id);
-    await index.exec();
     const records = jobs.map((j) => newRecordFields(j.id, owner, j.queue, j.spec, j.worstCase.money, now));
-    await Promise.all(
-      jobs.map((j, i) =>
-        runScript(
-          this.redis,
-          ScriptName.CreateJob,
-          [k.jobRecord(j.tier, j.id), ...k.jobWatchKeys(j.tier, now)],
-          [JSON.stringify(records[i]), now],
-        ),
-      ),
-    );
+    // Which records were written (and so counted as pending), for an exact rollback.
+    let written: Prepared[] = [];
     try {
+      const index = this.redis.multi();
+      for (const j of jobs) index.hset(k.jobQueueIndex, j.id, j.queue).zadd(k.jobsAll, now, j.id).zadd(k.jobsOfUser(owner), now, j.id);
+      await index.exec();
+      const created = await Promise.allSettled(
+        jobs.map((j, i) =>
+          runScript(
+            this.redis,
+            ScriptName.CreateJob,
+            [k.jobRecord(j.tier, j.id), ...k.jobWatchKeys(j.tier, now)],
+            [JSON.stringify(records[i]), now],
+          ),
+        ),
+      );
+      written = jobs.filter((_, i) => created[i]?.status === 'fulfilled');
+      if (written.length < jobs.length) throw new Error('some job records were not written');
       await this.queues.enqueue(
         jobs.map(
           (j): QueuedJob => ({
@@ -224,19 +228,7 @@ export class JobService {
         ),
       );
     } catch {
-      await Promise.allSettled(
-        jobs.flatMap((j) => [
-          this.redis.del(k.jobRecord(j.tier, j.id)),
-          this.store.forget(j.id, owner),
-          this.accounting.releaseHold(owner, j.id),
-          // They never reached a queue: out of the pending counters again.
-          this.redis
-            .multi()
-            .hincrby(k.pending(j.tier), 'jobs', -1)
-            .hincrby(k.pending(j.tier), 'gpu_mib', -j.spec.requirements.gpu_count * j.spec.requirements.gpu_memory_mib)
-            .exec(),
-        ]),
-      );
+      await this.unsubmit(owner, jobs, written);
       throw new UnavailableError('the job queue is unavailable; nothing was submitted, retry later');
     }
     for (const j of jobs) this.metrics.jobsSubmitted(j.tier, 1);
@@ -245,6 +237,26 @@ export class JobService {
       if (rec === null) throw new Error('unreachable: a fresh record always parses');
       return toJobView(rec, { status: JobStatus.Queued, reason: null });
     });
+  }
+
+  /** Takes back a submission that did not reach the queues: nothing of it may stay behind. */
+  private async unsubmit(owner: string, jobs: readonly Prepared[], written: readonly Prepared[]): Promise<void> {
+    const k = this.keys;
+    await Promise.allSettled([
+      ...jobs.flatMap((j) => [
+        this.redis.del(k.jobRecord(j.tier, j.id)),
+        this.store.forget(j.id, owner),
+        this.accounting.releaseHold(owner, j.id),
+      ]),
+      // Records written were counted as pending by their create script: count them out again.
+      ...written.map((j) =>
+        this.redis
+          .multi()
+          .hincrby(k.pending(j.tier), 'jobs', -1)
+          .hincrby(k.pending(j.tier), 'gpu_mib', -j.spec.requirements.gpu_count * j.spec.requirements.gpu_memory_mib)
+          .exec(),
+      ),
+    ]);
   }
 
   /** Users see their own jobs, admins all, agents those on their node; anything else is 404. */
@@ -265,7 +277,8 @@ export class JobService {
     const { rec, facts } = await this.loadVisible(p, id);
     const derived = deriveStatus(rec, facts, Date.now());
     const why = derived.status === JobStatus.Queued ? await this.waitReasons.explain(rec) : null;
-    return toJobView(rec, derived, why);
+    const view = toJobView(rec, derived, why);
+    return p.kind === 'agent' ? agentJobView(view) : view;
   }
 
   /** Newest first. Users list their own jobs; admins everyone's, or one user's with user_id. */

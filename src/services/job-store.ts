@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { tierOfQueue } from '../domain/queues.js';
 import type { TierTable } from '../domain/tiers.js';
+import type { RedisClient } from '../redis/connection.js';
 import { pairsToRecord } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
@@ -18,7 +18,7 @@ export interface LoadedJob {
  */
 export class JobStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly tiers: TierTable,
   ) {}

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Prices } from '../domain/cost.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
 import { gpuFamilies } from '../domain/gpu.js';
@@ -15,6 +14,7 @@ import type {
   NodeStats,
   NodeView,
 } from '../domain/schemas/node.js';
+import type { RedisClient } from '../redis/connection.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript, ScriptName } from '../redis/scripts.js';
 import { iso, isoOrNull } from '../util/time.js';
@@ -68,7 +68,7 @@ export class NodeRegistry {
   private readonly shapeCache = new Map<string, { shape: NodeShape; until: number }>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly credentials: Credentials,
     private readonly options: NodeRegistryOptions,

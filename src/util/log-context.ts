@@ -15,6 +15,15 @@ export function withLogFields<T>(fields: LogFields, fn: () => T): T {
   return storage.run({ ...fields }, fn);
 }
 
+/**
+ * Runs `fn` outside any request: for work one request starts that outlives it or serves others
+ * (a shared cache's computation, a connection made on first use), so its lines do not carry that
+ * request's ids.
+ */
+export function outsideRequest<T>(fn: () => T): T {
+  return storage.exit(fn);
+}
+
 /** Adds ids learnt along the way (the job a route names, the node an agent key belongs to). */
 export function annotateLog(fields: LogFields): void {
   const store = storage.getStore();

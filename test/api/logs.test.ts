@@ -73,6 +73,8 @@ describe('logs of a full run', () => {
     // The API's lines about one job's reports carry the job and the reporting node.
     const aboutJob = parsed.filter((l) => l.service === 'imagepod-api' && l.jobId === id);
     expect(aboutJob.length).toBeGreaterThan(0);
+    // Each of them was written while serving a request (an agent's report, a read): each says which.
+    for (const l of aboutJob) expect(l.reqId, JSON.stringify(l)).toMatch(/^[A-Za-z0-9._-]+$/);
     expect(aboutJob.some((l) => l.nodeId === agent.identity.node_id)).toBe(true);
     // The agent's lines about the job carry its id and the node's.
     const agentJobLines = parsed.filter((l) => l.service === 'imagepod-agent' && l.jobId === id);

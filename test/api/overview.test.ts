@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
 import { startAgent, waitFor } from '../support/agent.js';
-import { registerNode, startTestApi, type TestApi } from '../support/api.js';
+import { RTX_4090_NODE, registerNode, startTestApi, type TestApi } from '../support/api.js';
 import { jobsOf } from '../support/jobs.js';
 
 let t: TestApi;
@@ -132,6 +132,14 @@ describe('queues and the last hour', () => {
     const jobs = jobsOf(t);
     const pendingOf = async () =>
       (await t.req('GET', '/queues', { token: t.tokens.admin })).body.items.find((q: any) => q.tier === 'gpu-24g').pending_jobs;
+    const counted = async () => {
+      const points = (await t.req('GET', '/stats/timeline?minutes=3', { token: t.tokens.alice })).body.points as any[];
+      return {
+        started: points.reduce((n, p) => n + p.jobs_started, 0),
+        finished: points.reduce((n, p) => n + p.jobs_finished, 0),
+      };
+    };
+    const before = await counted();
     const id = await jobs.submit({
       docker_image: 'busybox',
       command: ['sh', '-c', 'echo hi'],
@@ -151,14 +159,26 @@ describe('queues and the last hour', () => {
     expect(r.status).toBe(200);
     expect(r.body.step_seconds).toBe(60);
     expect(r.body.points).toHaveLength(5);
-    const recent = r.body.points.slice(-2);
-    expect(recent.reduce((s: number, p: any) => s + p.jobs_started, 0)).toBeGreaterThanOrEqual(1);
-    expect(recent.reduce((s: number, p: any) => s + p.jobs_finished, 0)).toBeGreaterThanOrEqual(1);
+    const after = await counted();
+    expect(after.started - before.started).toBe(1);
+    expect(after.finished - before.finished).toBe(1);
     expect(Date.parse(r.body.points[4].at)).toBeGreaterThan(Date.parse(r.body.points[0].at));
     const fleet = (await t.req('GET', '/stats/timeline?minutes=1', { token: t.tokens.alice })).body.points[0];
     expect(fleet.gpu_memory_total_mib).toBeGreaterThanOrEqual(24564);
     expect(fleet.gpu_memory_used_mib).toBeGreaterThanOrEqual(0);
     expect((await t.req('GET', '/stats/timeline?minutes=0', { token: t.tokens.alice })).body.fields[0].field).toBe('minutes');
+  });
+
+  it('reads every hour a long window spans', async () => {
+    // A count 60-119 minutes ago lies in the hour before this one: write it there, as the scripts would.
+    const at = Date.now() - 90 * 60_000;
+    const hour = Math.floor(at / 3_600_000);
+    const minute = Math.floor(at / 60_000) % 60;
+    await t.redis.hset(`${t.prefix}:{gpu-8g}:timeline:${hour}`, `s${minute}`, '7', `f${minute}`, '5');
+    const r = await t.req('GET', '/stats/timeline?minutes=120', { token: t.tokens.alice });
+    expect(r.body.points).toHaveLength(120);
+    const point = r.body.points.find((p: any) => Date.parse(p.at) === Math.floor(at / 60_000) * 60_000);
+    expect(point).toMatchObject({ jobs_started: 7, jobs_finished: 5 });
   });
 });
 
@@ -194,6 +214,8 @@ describe('dashboard sessions', () => {
   });
 
   it('refuses agent keys, the registration token and bad tokens; signing out clears the cookie', async () => {
+    const { apiKey } = await registerNode(t, { ...RTX_4090_NODE, node_name: 'session-node' });
+    expect((await t.req('POST', '/session', { body: { token: apiKey } })).status).toBe(401);
     expect((await t.req('POST', '/session', { body: { token: t.registrationToken } })).status).toBe(401);
     expect((await t.req('POST', '/session', { body: { token: 'not.a.jwt' } })).status).toBe(401);
     const missing = await t.req('POST', '/session', { body: {} });
@@ -203,6 +225,18 @@ describe('dashboard sessions', () => {
     expect(out.status).toBe(204);
     expect(out.headers.get('set-cookie')).toMatch(/imagepod_session=;.*Max-Age=0/);
     expect((await t.req('GET', '/jobs', { headers: { cookie: 'imagepod_session=forged' } })).status).toBe(401);
+    // Not valid percent-encoding: no session, not a crash.
+    expect((await t.req('GET', '/jobs', { headers: { cookie: 'imagepod_session=%zz' } })).status).toBe(401);
+  });
+
+  it('ends the session for every copy of the cookie on sign-out', async () => {
+    const cookie = await signIn(t.tokens.alice);
+    expect((await t.req('GET', '/jobs', { headers: { cookie } })).status).toBe(200);
+    expect((await t.req('DELETE', '/session', { headers: { cookie } })).status).toBe(204);
+    // A copy kept elsewhere (another tab, a log, a thief) no longer works.
+    const replay = await t.req('GET', '/jobs', { headers: { cookie } });
+    expect(replay.status).toBe(401);
+    expect(replay.body.message).toMatch(/session has ended/);
   });
 });
 
@@ -220,6 +254,12 @@ describe('Bull Board', () => {
     expect(api.status).toBe(200);
     const names = ((await api.json()) as { queues: { name: string; readOnlyMode: boolean }[] }).queues.map((q) => q.name);
     for (const tier of ['cpu', 'gpu-8g', 'gpu-16g', 'gpu-24g', 'gpu-48g', 'gpu-80g', 'gpu-141g']) expect(names).toContain(tier);
+    // Read-only: a queue cannot be paused from the board.
+    const pause = await fetch(`${t.url}/admin/queues/api/queues/cpu/pause`, { method: 'PUT', headers: { cookie, origin: t.url } });
+    expect(pause.status).toBeGreaterThanOrEqual(400);
+    const after = await fetch(`${t.url}/admin/queues/api/queues`, { headers: { cookie } });
+    const cpu = ((await after.json()) as { queues: { name: string; isPaused: boolean }[] }).queues.find((q) => q.name === 'cpu');
+    expect(cpu?.isPaused).toBe(false);
   });
 });
 

@@ -140,7 +140,7 @@ describe('delivery', () => {
       'content-type': 'application/json',
       'user-agent': 'ImagePod-Webhook/1',
       'x-imagepod-event': 'job.finished',
-      'x-imagepod-delivery': expect.stringMatching(/^[0-9a-f-]{36}$/),
+      'x-imagepod-delivery': id,
       'x-imagepod-timestamp': expect.stringMatching(/^\d+$/),
       'x-imagepod-signature': expect.stringMatching(/^sha256=[0-9a-f]{64}$/),
     });

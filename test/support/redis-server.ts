@@ -9,6 +9,24 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 /** A port nothing listens on right now. */
+/** SIGTERM, then SIGKILL if it is still there after 5 s; resolves once it is gone. */
+export async function stopProcess(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(pid, 0);
+      await sleep(50);
+    } catch {
+      return;
+    }
+  }
+  process.kill(pid, 'SIGKILL');
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -82,17 +100,7 @@ export class OwnRedis {
   }
 
   async down(): Promise<void> {
-    const pid = Number(readFileSync(join(this.dir, 'redis.pid'), 'utf8'));
-    process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 100; i++) {
-      try {
-        process.kill(pid, 0);
-        await sleep(50);
-      } catch {
-        return;
-      }
-    }
-    process.kill(pid, 'SIGKILL');
+    await stopProcess(Number(readFileSync(join(this.dir, 'redis.pid'), 'utf8')));
   }
 
   async stop(): Promise<void> {

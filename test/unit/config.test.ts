@@ -18,7 +18,7 @@ describe('API configuration', () => {
   it('has sensible defaults', () => {
     const c = loadApiConfig(base);
     expect(c).toMatchObject({
-      redisUrl: 'redis://127.0.0.1:6379',
+      redis: { kind: 'server', url: 'redis://127.0.0.1:6379', tls: null },
       keyPrefix: 'imagepod',
       tierBoundsMiB: [8192, 16384, 24576, 49152, 81920, 144384],
       heartbeatIntervalMs: 5000,

@@ -56,7 +56,7 @@ describe('the policy', () => {
   it('vets every address a name resolves to, and connects to a vetted one', async () => {
     const mixed = new AddressPolicy([], resolveTo('93.184.216.34', '10.0.0.5'));
     await expect(mixed.vet(new URL('https://rebind.example/'))).rejects.toThrow(RefusedAddressError);
-    await expect(mixed.vet(new URL('https://rebind.example/'))).rejects.toThrow(/rebind.example resolves to 10.0.0.5, a private/);
+    await expect(mixed.vet(new URL('https://rebind.example/'))).rejects.toThrow(/^rebind.example resolves to a private address/);
     const ok = new AddressPolicy([], resolveTo('93.184.216.34'));
     await expect(ok.vet(new URL('https://hooks.example/'))).resolves.toEqual({ address: '93.184.216.34', family: 4 });
   });

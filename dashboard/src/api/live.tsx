@@ -22,6 +22,8 @@ const LiveContext = createContext<Live | null>(null);
 
 const RECONNECT_MS = 3000;
 const NODE_PAGES_MAX = 20;
+const SMALL_FLEET = 100;
+const LARGE_FLEET_REFRESH_MS = 15_000;
 
 async function fetchAllNodes(): Promise<NodeView[]> {
   const all: NodeView[] = [];
@@ -64,6 +66,21 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         () => undefined,
       );
 
+    // The node list is read whole: on every tick for a small fleet; for a large one when a node
+    // changes status, else every so often, so a hundred open tabs do not read every node each 2 s.
+    let lastStatuses = '';
+    let lastNodesAt = 0;
+    const nodesDue = (t: Tick): boolean => {
+      const statuses = JSON.stringify(t.fleet.nodes_by_status);
+      const count = Object.values(t.fleet.nodes_by_status).reduce((a, b) => a + b, 0);
+      const due = count <= SMALL_FLEET || statuses !== lastStatuses || Date.now() - lastNodesAt > LARGE_FLEET_REFRESH_MS;
+      if (due) {
+        lastStatuses = statuses;
+        lastNodesAt = Date.now();
+      }
+      return due;
+    };
+
     const open = () => {
       if (stopped) return;
       es = new EventSource(`${API}/events`);
@@ -73,7 +90,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         setTick(t);
         setQueues(t.queues);
         setBeat((b) => b + 1);
-        refreshNodes();
+        if (nodesDue(t)) refreshNodes();
       });
       es.addEventListener('job', (ev) => {
         const e = JSON.parse((ev as MessageEvent<string>).data) as JobEventMessage;

@@ -25,7 +25,6 @@ export function LogView({ jobId, onEnd }: { jobId: string; onEnd?: () => void })
     let es: EventSource | null = null;
     let retry: ReturnType<typeof setTimeout> | undefined;
     let lastId: string | undefined;
-    const seen = new Set<string>();
     let pending: JobLogLine[] = [];
     let frame = 0;
     let done = false;
@@ -43,8 +42,8 @@ export function LogView({ jobId, onEnd }: { jobId: string; onEnd?: () => void })
       es.onopen = () => setState('following');
       es.addEventListener('line', (ev) => {
         const line = JSON.parse((ev as MessageEvent<string>).data) as JobLogLine;
-        if (seen.has(line.id)) return;
-        seen.add(line.id);
+        // Stream ids only grow: a line at or before the last one is a repeat after a reconnect.
+        if (lastId !== undefined && !streamIdAfter(line.id, lastId)) return;
         lastId = line.id;
         pending.push(line);
         if (frame === 0) frame = requestAnimationFrame(flush);
@@ -116,4 +115,11 @@ export function LogView({ jobId, onEnd }: { jobId: string; onEnd?: () => void })
       </div>
     </section>
   );
+}
+
+/** Whether Redis stream id `a` ("ms-seq") comes after `b`. */
+function streamIdAfter(a: string, b: string): boolean {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am !== bm ? am > bm : as > bs;
 }

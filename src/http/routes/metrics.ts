@@ -43,6 +43,9 @@ export function requestMetrics(metrics: ApiMetrics): RequestHandler {
     const start = process.hrtime.bigint();
     const route = matchedRoute(req);
     res.once('finish', () => {
+      // A stream (events, followed logs) or a `?wait=` lasts as long as the client wants: its
+      // duration says nothing of how fast the API answers, and would swamp the histogram.
+      if (String(res.getHeader('content-type') ?? '').startsWith('text/event-stream') || req.query.wait !== undefined) return;
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
       metrics.httpRequest(req.method, route() ?? UNMATCHED_ROUTE, res.statusCode, seconds);
     });

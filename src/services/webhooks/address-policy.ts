@@ -167,8 +167,10 @@ export class AddressPolicy {
     if (this.allowedAddress(address)) return null;
     const kind = deniedKind(address);
     if (kind === null) return null;
-    const via = host === address ? address : `${host} resolves to ${address}`;
-    return `${via}, a ${kind} address, which webhooks may not reach`;
+    // Which internal address a name resolves to is not the submitter's business: a user could map
+    // the internal network by trying names. A literal address is their own input.
+    if (host === address) return `${address}, a ${kind} address, which webhooks may not reach`;
+    return `${host} resolves to a ${kind} address, which webhooks may not reach`;
   }
 
   /**

@@ -1,9 +1,9 @@
 import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { NotFoundError } from '../../domain/errors.js';
 import { Role } from '../../domain/roles.js';
 import { WebhookStatus } from '../../domain/webhooks.js';
+import type { RedisClient } from '../../redis/connection.js';
 import type { Keys } from '../../redis/keys.js';
 import { runScript, ScriptName } from '../../redis/scripts.js';
 import type { JobService } from '../job-service.js';
@@ -38,9 +38,9 @@ export class WebhookDeliveries {
   private readonly worker: Worker<FinishedJobHook>;
 
   constructor(
-    queueConnection: Redis,
-    workerConnection: Redis,
-    private readonly redis: Redis,
+    queueConnection: RedisClient,
+    private readonly workerConnection: RedisClient,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly jobs: JobService,
     private readonly secrets: WebhookSecrets,
@@ -95,7 +95,7 @@ export class WebhookDeliveries {
     if (view.webhook_url === null || view.webhook_status === WebhookStatus.Delivered) return;
     const secret = await this.secrets.signingSecret(user_id);
     const at = new Date().toISOString();
-    const outcome = await this.sender.send(view.webhook_url, secret, JSON.stringify(view));
+    const outcome = await this.sender.send(view.webhook_url, secret, JSON.stringify(view), view.id);
     const last = outcome.refused || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     const status = outcome.delivered ? WebhookStatus.Delivered : last ? WebhookStatus.Failed : WebhookStatus.Pending;
     await this.record(tier, job_id, at, outcome, status);
@@ -115,8 +115,10 @@ export class WebhookDeliveries {
   }
 
   async close(): Promise<void> {
-    // The worker first: in-flight deliveries finish (each within the sender's time limit).
-    await this.worker.close();
+    // The worker first: in-flight deliveries finish (each within the sender's time limit). With
+    // Redis away (never reached: a wrong CA, say) there are none, and BullMQ's graceful close would
+    // wait for Redis for ever.
+    await this.worker.close(this.workerConnection.status !== 'ready');
     await this.queue.close();
   }
 }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { isFinal, parseJobStatus } from '../../domain/job-status.js';
+import type { RedisClient } from '../../redis/connection.js';
 import type { FinishedJobHook } from './delivery-queue.js';
 
 export const WEBHOOK_GROUP = 'webhooks';
@@ -54,10 +54,10 @@ export function hookOf(tier: string, fields: Record<string, string>): FinishedJo
 export class WebhookDispatcher {
   private closed = false;
   private loops: Promise<void>[] = [];
-  private readonly connections: Redis[] = [];
+  private readonly connections: RedisClient[] = [];
 
   constructor(
-    private readonly connect: () => Redis,
+    private readonly connect: () => RedisClient,
     private readonly streams: readonly EventStream[],
     private readonly consumer: string,
     private readonly enqueue: (hooks: readonly FinishedJobHook[]) => Promise<void>,
@@ -74,7 +74,7 @@ export class WebhookDispatcher {
     });
   }
 
-  private async run(redis: Redis, stream: EventStream): Promise<void> {
+  private async run(redis: RedisClient, stream: EventStream): Promise<void> {
     let groupReady = false;
     let nextHousekeeping = 0;
     let lastError = '';
@@ -104,7 +104,7 @@ export class WebhookDispatcher {
     }
   }
 
-  private async createGroup(redis: Redis, s: EventStream): Promise<void> {
+  private async createGroup(redis: RedisClient, s: EventStream): Promise<void> {
     try {
       // From the start of the stream, so events written before the first API ran are not missed.
       await redis.xgroup('CREATE', s.key, WEBHOOK_GROUP, '0', 'MKSTREAM');
@@ -113,7 +113,7 @@ export class WebhookDispatcher {
     }
   }
 
-  private async readNew(redis: Redis, s: EventStream): Promise<void> {
+  private async readNew(redis: RedisClient, s: EventStream): Promise<void> {
     const res = (await redis.xreadgroup(
       'GROUP',
       WEBHOOK_GROUP,
@@ -130,7 +130,7 @@ export class WebhookDispatcher {
   }
 
   /** Queues the deliveries the entries call for, then acknowledges them all. */
-  private async handle(redis: Redis, s: EventStream, entries: readonly StreamEntry[]): Promise<void> {
+  private async handle(redis: RedisClient, s: EventStream, entries: readonly StreamEntry[]): Promise<void> {
     if (entries.length === 0) return;
     const hooks: FinishedJobHook[] = [];
     for (const [, flat] of entries) {
@@ -145,7 +145,7 @@ export class WebhookDispatcher {
   }
 
   /** Takes over what dead consumers left pending, and forgets consumers long gone. */
-  private async housekeeping(redis: Redis, s: EventStream): Promise<void> {
+  private async housekeeping(redis: RedisClient, s: EventStream): Promise<void> {
     let cursor = '0-0';
     for (let round = 0; round < 100; round++) {
       const [next, entries] = (await redis.xautoclaim(
@@ -178,8 +178,10 @@ export class WebhookDispatcher {
   /** Stops reading; entries read but not yet acknowledged are taken over by another process later. */
   async close(): Promise<void> {
     this.closed = true;
-    // A blocking read ends when its connection does.
+    // A blocking read ends when its connection does; but a command queued while its connection
+    // waits to reconnect (Redis away, or never reached) is left pending by ioredis, so the wait
+    // is bounded.
     for (const c of this.connections) c.disconnect();
-    await Promise.allSettled(this.loops);
+    await Promise.race([Promise.allSettled(this.loops), sleep(2000, undefined, { ref: false })]);
   }
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { WebhookSecretView } from '../../domain/schemas/webhook-secret.js';
+import type { RedisClient } from '../../redis/connection.js';
 import type { Keys } from '../../redis/keys.js';
 
 interface Stored {
@@ -26,7 +26,7 @@ function parse(raw: string | null): Stored | null {
  */
 export class WebhookSecrets {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
   ) {}
 

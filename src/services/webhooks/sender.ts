@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
@@ -36,7 +35,8 @@ export class WebhookSender {
     return `${Math.round(this.timeoutMs / 100) / 10} s`;
   }
 
-  async send(urlText: string, secret: string, body: string): Promise<AttemptOutcome> {
+  /** `deliveryId` names the delivery (the same on every attempt), for receivers to drop repeats. */
+  async send(urlText: string, secret: string, body: string, deliveryId: string): Promise<AttemptOutcome> {
     const started = Date.now();
     const done = (statusCode: number | null, error: string | null, refused = false): AttemptOutcome => ({
       statusCode,
@@ -68,7 +68,8 @@ export class WebhookSender {
       'Content-Length': String(Buffer.byteLength(body)),
       'User-Agent': WEBHOOK_USER_AGENT,
       [WebhookHeader.Event]: WEBHOOK_EVENT_JOB_FINISHED,
-      [WebhookHeader.Delivery]: randomUUID(),
+      // The same on every attempt of one job's delivery: receivers drop repeats by it.
+      [WebhookHeader.Delivery]: deliveryId,
       [WebhookHeader.Timestamp]: String(timestamp),
       [WebhookHeader.Signature]: signWebhook(secret, timestamp, body),
     };

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ApiConfig } from '../../config/api-config.js';
 import type { TierTable } from '../../domain/tiers.js';
+import type { RedisClient } from '../../redis/connection.js';
 import { createRedis } from '../../redis/connection.js';
 import type { Keys } from '../../redis/keys.js';
 import type { JobService } from '../job-service.js';
@@ -15,9 +15,9 @@ import { WebhookSender } from './sender.js';
 
 export interface WebhooksDeps {
   readonly config: ApiConfig;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Shared with the job queues (BullMQ defines its scripts on it). */
-  readonly queueRedis: Redis;
+  readonly queueRedis: RedisClient;
   readonly keys: Keys;
   readonly tiers: TierTable;
   readonly jobs: JobService;
@@ -34,12 +34,12 @@ export class Webhooks {
   readonly secrets: WebhookSecrets;
   private readonly deliveries: WebhookDeliveries;
   private readonly dispatcher: WebhookDispatcher;
-  private readonly connections: Redis[];
+  private readonly connections: RedisClient[];
 
   constructor(d: WebhooksDeps) {
     const c = d.config.webhooks;
     this.secrets = new WebhookSecrets(d.redis, d.keys);
-    const workerRedis = createRedis(d.config.redisUrl, 'worker', 'imagepod-api-webhooks');
+    const workerRedis = createRedis(d.config.redis, 'worker', 'imagepod-api-webhooks');
     // Outages are reported by the API's main connections; this would only repeat them.
     workerRedis.on('error', () => {});
     this.connections = [workerRedis];
@@ -57,7 +57,7 @@ export class Webhooks {
     const consumer = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.dispatcher = new WebhookDispatcher(
       () => {
-        const conn = createRedis(d.config.redisUrl, 'blocking', 'imagepod-api-webhook-events');
+        const conn = createRedis(d.config.redis, 'blocking', 'imagepod-api-webhook-events');
         conn.on('error', () => {});
         return conn;
       },
