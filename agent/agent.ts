@@ -162,6 +162,11 @@ export class Agent {
         if (code === 'fair_share') this.cappedHere.add(encodeURIComponent(owner));
         this.claimLoop.avoid(jobId);
       },
+      // Until the next beat finds the runtime answering again (it wakes the claim loop then).
+      onRuntimeAway: () => {
+        this.healthy = false;
+        this.heartbeat.soon();
+      },
       onEnded: (status) => this.metrics.jobFinished(status),
     });
     this.memoryWatch = new GpuMemoryWatch(config.gpus.nvidiaSmi, this.executor, this.resources, config.gpuMemoryMargin, log);

@@ -27,6 +27,8 @@ export interface JobRunnerDeps {
   readonly onRefused: (jobId: string, owner: string, code: string) => void;
   /** A job ended here, as the API recorded it (for the metrics). */
   readonly onEnded?: (status: string) => void;
+  /** The container runtime did not answer when a job was to start: claim nothing until it does. */
+  readonly onRuntimeAway?: () => void;
 }
 
 interface Running {
@@ -176,7 +178,10 @@ export class JobRunner {
     );
     over = true;
     await shipper.flush();
-    if (result.failedToStart) this.d.crashLoop.failedToStart(result.message ?? 'the container runtime failed');
+    // An engine that is away is the node's health (unhealthy until it answers), not a crash loop.
+    const runtimeAway = result.reason === JobEndReason.EngineUnavailable;
+    if (runtimeAway) this.d.onRuntimeAway?.();
+    else if (result.failedToStart) this.d.crashLoop.failedToStart(result.message ?? 'the container runtime failed');
     else if (result.startedAt !== null) this.d.crashLoop.started();
 
     // 3. Say how it ended, then end it in BullMQ the same way.
@@ -184,7 +189,8 @@ export class JobRunner {
       if (!this.closing.signal.aborted) log.warn('job stopped after its lock was lost; its new owner reports it');
       return;
     }
-    if (result.stoppedFor === StopReason.Shutdown) {
+    // The container engine was away when the job was to start: not the job's failure.
+    if (result.stoppedFor === StopReason.Shutdown || runtimeAway) {
       await this.handBack(claimed, result, giveUp, log);
       return;
     }

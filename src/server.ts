@@ -16,12 +16,15 @@ import { Accounting } from './services/accounting.js';
 import { agentConfigFor } from './services/agent-config.js';
 import { Credentials } from './services/credentials.js';
 import { FleetOverview } from './services/fleet-overview.js';
+import { Idempotency } from './services/idempotency.js';
 import { JobEventFeed } from './services/job-events.js';
 import { JobQueues } from './services/job-queues.js';
+import { JobReaper } from './services/job-reaper.js';
 import { JobReports } from './services/job-reports.js';
 import { JobService } from './services/job-service.js';
 import { JobStore } from './services/job-store.js';
 import { NodeRegistry } from './services/node-registry.js';
+import { RateLimiter } from './services/rate-limiter.js';
 import { RedisSessionStore } from './services/session-store.js';
 import { WaitReasons } from './services/wait-reasons.js';
 import { AddressPolicy } from './services/webhooks/address-policy.js';
@@ -43,11 +46,9 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
   // the queues get a connection of their own so ImagePod's commands do not pay for that.
   const queueRedis = createRedis(config.redis, 'api', 'imagepod-api-queues');
   logConnectionErrors([redis, queueRedis], logger);
-  if (config.redis.kind === 'cluster') {
-    // Cluster connections on the request path do not queue commands (see redisSpec): give them
-    // their slot map before serving. A cluster still away after this is a 503, as one server is.
-    await Promise.all([redis, queueRedis].map((c) => waitUntilReady(c, 5000)));
-  }
+  // Connections on the request path do not queue commands while Redis is away (see redisSpec):
+  // let them connect (a cluster: get its slot map) before serving. Still away after this: 503s.
+  await Promise.all([redis, queueRedis].map((c) => waitUntilReady(c, 5000)));
   const keys = new Keys(config.keyPrefix);
   const tiers = new TierTable(config.tierBoundsMiB);
   const credentials = new Credentials(redis, keys, config.registrationToken);
@@ -97,12 +98,30 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
   const webhooks = new Webhooks({ config, redis, queueRedis, keys, tiers, jobs, policy: webhookPolicy, logger });
   const overview = new FleetOverview(redis, keys, tiers, queues, store, nodes, waitReasons, logger);
   overview.startSampling();
+  // Ends the jobs no agent can end any more (their agent died too often, their enqueue was cut short, ...).
+  const reaper = new JobReaper({
+    redis,
+    keys,
+    tiers,
+    store,
+    queues,
+    reports,
+    nodes,
+    connect: blockingConnection,
+    logger,
+    intervalMs: config.reaperIntervalMs,
+    retentionSeconds: config.jobRetentionSeconds,
+    jobLogLines: config.limits.jobLogLines,
+    perTier: config.redis.kind === 'cluster',
+  });
+  reaper.start();
 
   const context: RouteContext = {
     config,
     passport: configurePassport(config, credentials),
     nodes,
     jobs,
+    idempotency: new Idempotency(redis, keys, config.idempotencyLeaseSeconds * 1000, logger),
     reports,
     accounting,
     agentConfig: (nodeId, agentId) => agentConfigFor(config, tiers, keys, nodeId, agentId),
@@ -111,6 +130,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
     events,
     overview,
     sessions: new Sessions(config, logger, new RedisSessionStore(redis, keys)),
+    rateLimits: { limiter: new RateLimiter(redis, keys, config.rateLimits.windowMs), ...config.rateLimits },
     watchQueues: (onQueue) => queues.watch(onQueue),
     blockingConnection,
     webhookSecrets: webhooks.secrets,
@@ -141,6 +161,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       overview.stopSampling();
+      await reaper.close();
       await events.close();
       await webhooks.close();
       await queues.close();

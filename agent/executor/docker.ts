@@ -7,6 +7,7 @@ import { pack } from 'tar-stream';
 import { JobEndReason } from '../../src/domain/job-status.js';
 import type { PullPolicy } from '../config.js';
 import { collectFromTar } from '../output.js';
+import { EngineAwayError, engineAway, engineBack, engineGoingAway, killSignals, Leftovers } from './docker-engine.js';
 import { jobEnv } from './env.js';
 import { LineSplitter } from './lines.js';
 import type { RegistryAuth } from './registry-auth.js';
@@ -57,6 +58,12 @@ export function dockerFromHost(host: string | undefined): Docker {
 export class DockerExecutor implements Executor {
   readonly kind = 'docker';
   readonly docker: Docker;
+  private readonly leftovers = new Leftovers();
+  /**
+   * Aborted when a health check finds the engine away: a container's wait is a long request that
+   * an engine killed outright may leave hanging instead of failing.
+   */
+  private engineGone = new AbortController();
 
   constructor(
     private readonly opts: DockerExecutorOptions,
@@ -69,8 +76,11 @@ export class DockerExecutor implements Executor {
   async health(): Promise<{ ok: true } | { ok: false; reason: string }> {
     try {
       await Promise.race([this.docker.ping(), sleep(3000).then(() => Promise.reject(new Error('no answer within 3 s')))]);
+      if (this.engineGone.signal.aborted) this.engineGone = new AbortController();
+      void this.leftovers.sweep(this.docker, this.logger);
       return { ok: true };
     } catch (err) {
+      this.engineGone.abort(new EngineAwayError(err));
       return { ok: false, reason: `Docker engine unreachable: ${(err as Error).message}` };
     }
   }
@@ -88,7 +98,21 @@ export class DockerExecutor implements Executor {
       ...r,
     });
 
-    const pulled = await this.ensureImage(req, hooks, stop);
+    // The engine away before the job started is not the job's failure: the agent hands it back.
+    const engineUnavailable = (err: unknown) =>
+      result({
+        status: EndStatus.Failed,
+        reason: JobEndReason.EngineUnavailable,
+        message: err instanceof EngineAwayError ? err.message : `the Docker engine is not answering: ${dockerMessage(err)}`,
+        failedToStart: true,
+      });
+    let pulled: string | null;
+    try {
+      pulled = await this.ensureImage(req, hooks, stop);
+    } catch (err) {
+      if (err instanceof EngineAwayError) return engineUnavailable(err);
+      throw err;
+    }
     if (pulled !== null) {
       if (stop.aborted) return result({ status: EndStatus.Cancelled, reason: stopReasonOf(stop), stoppedFor: stopReasonOf(stop) });
       return result({ status: EndStatus.Failed, reason: JobEndReason.ImagePullFailed, message: pulled });
@@ -99,6 +123,7 @@ export class DockerExecutor implements Executor {
     try {
       container = await this.docker.createContainer(this.createOptions(req));
     } catch (err) {
+      if (engineAway(err)) return engineUnavailable(err);
       return result({
         status: EndStatus.Failed,
         reason: 'start_failed',
@@ -110,6 +135,7 @@ export class DockerExecutor implements Executor {
       return await this.runContainer(container, req, hooks, stop, result);
     } finally {
       await container.remove({ force: true, v: true }).catch((err: unknown) => {
+        if (engineAway(err)) return this.leftovers.add(container.id);
         if (statusOf(err) !== 404) this.logger.warn({ jobId: req.jobId, err: dockerMessage(err) }, 'could not remove a job container');
       });
     }
@@ -117,12 +143,15 @@ export class DockerExecutor implements Executor {
 
   private createOptions(req: ExecutionRequest): Docker.ContainerCreateOptions {
     const gpus = req.gpuIndices.map(String);
-    const env: Record<string, string> = jobEnv(req, IN_CONTAINER);
-    if (!this.opts.gpuDeviceRequests) {
-      // Simulated GPUs: there is no NVIDIA runtime to set these, so say which devices were given.
-      env.NVIDIA_VISIBLE_DEVICES = gpus.length > 0 ? gpus.join(',') : 'void';
-      env.CUDA_VISIBLE_DEVICES = gpus.join(',');
-    }
+    const env: Record<string, string> = {
+      ...jobEnv(req, IN_CONTAINER),
+      // Always ours, over the job's env and the image's ENV: where the NVIDIA runtime is the
+      // engine's default runtime it gives a container the GPUs this variable names, and CUDA
+      // images say `all`. `void` means none.
+      NVIDIA_VISIBLE_DEVICES: gpus.length > 0 ? gpus.join(',') : 'void',
+    };
+    // Simulated GPUs: no runtime renumbers the devices, so name them for CUDA as well.
+    if (!this.opts.gpuDeviceRequests) env.CUDA_VISIBLE_DEVICES = gpus.join(',');
     const memoryBytes = req.memoryMiB * 1024 * 1024;
     return {
       name: `imagepod-${req.jobId.slice(0, 8)}-${randomBytes(3).toString('hex')}`,
@@ -142,6 +171,8 @@ export class DockerExecutor implements Executor {
         CapDrop: ['ALL'],
         SecurityOpt: ['no-new-privileges'],
         Privileged: false,
+        // Its own IPC namespace whatever the engine's default-ipc-mode: no shared memory with other jobs.
+        IpcMode: 'private',
         NetworkMode: this.opts.network,
         ...(this.opts.gpuDeviceRequests &&
           gpus.length > 0 && { DeviceRequests: [{ Driver: 'nvidia', DeviceIDs: gpus, Capabilities: [['gpu']] }] }),
@@ -156,7 +187,10 @@ export class DockerExecutor implements Executor {
       .inspect()
       .then(
         () => true,
-        () => false,
+        (err: unknown) => {
+          if (engineAway(err)) throw new EngineAwayError(err);
+          return false;
+        },
       );
     const tag = req.image.includes('@') ? null : (/:([^/:]+)$/.exec(req.image)?.[1] ?? 'latest');
     const policy = this.opts.pullPolicy === 'auto' ? (tag === 'latest' ? 'always' : 'if-not-present') : this.opts.pullPolicy;
@@ -222,8 +256,9 @@ export class DockerExecutor implements Executor {
   ): Promise<ExecutionResult> {
     await container.putArchive(await inputArchive(req), { path: '/' });
 
-    // Attach before starting so not a byte of output is missed.
-    const attached = (await container.attach({ stream: true, stdout: true, stderr: true, logs: true })) as unknown as Readable;
+    // Attach before starting so not a byte of output is missed. Without `logs`: there are none yet,
+    // and asking the engine to replay them races with the live stream and can repeat a line.
+    const attached = (await container.attach({ stream: true, stdout: true, stderr: true, logs: false })) as unknown as Readable;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     const out = new LineSplitter((l) => hooks.onLog('stdout', l));
@@ -270,9 +305,9 @@ export class DockerExecutor implements Executor {
     stop.addEventListener('abort', onStop, { once: true });
     if (stop.aborted) onStop();
 
-    let exit: { StatusCode?: number };
+    let exit: Exited;
     try {
-      exit = (await container.wait()) as { StatusCode?: number };
+      exit = await this.waitForExit(container, stop);
     } finally {
       clearTimeout(timer);
       stop.removeEventListener('abort', onStop);
@@ -281,7 +316,19 @@ export class DockerExecutor implements Executor {
     await Promise.race([outputDone, sleep(5000)]);
     out.end();
     err.end();
-    const state = (await container.inspect()).State;
+    const engineStopped = (code: number | null, message: string) =>
+      result({ startedAt, exitCode: code, status: EndStatus.Failed, reason: JobEndReason.EngineStopped, message });
+    if (exit.engineLost !== undefined && !stopped && !timedOut) return engineStopped(exit.StatusCode ?? null, exit.engineLost);
+    let state: Docker.ContainerInspectInfo['State'];
+    try {
+      state = (await container.inspect()).State;
+    } catch (err) {
+      if (!engineAway(err)) throw err;
+      // Stopped or timed out as the engine went away: that is how it ended, whatever the engine did.
+      if (stopped) return result({ startedAt, exitCode: null, ...stoppedResult(stop) });
+      if (timedOut) state = { ExitCode: exit.StatusCode ?? -1, OOMKilled: false } as Docker.ContainerInspectInfo['State'];
+      else return engineStopped(exit.StatusCode ?? null, `the Docker engine went away as the job ended (${dockerMessage(err)})`);
+    }
     const exitCode = exit.StatusCode ?? state.ExitCode ?? null;
     const base = { startedAt, exitCode };
 
@@ -293,6 +340,11 @@ export class DockerExecutor implements Executor {
         reason: JobEndReason.Timeout,
         message: `ran longer than its timeout of ${req.timeoutSeconds} s`,
       });
+    }
+    // Stopped by the engine, not by ImagePod: the engine shutting down (or someone on the node).
+    if (exitCode !== 0 && !state.OOMKilled) {
+      const outside = await this.stoppedOutside(container.id, startedAt, exitCode);
+      if (outside !== null) return engineStopped(exitCode, outside);
     }
     // Docker sets OOMKilled only when the kernel killed the container's first process, and on
     // cgroup v2 sometimes after the exit is reported. A job whose shell ran the process that was
@@ -327,6 +379,50 @@ export class DockerExecutor implements Executor {
         output,
       });
     return result({ ...base, status: EndStatus.Succeeded, output });
+  }
+
+  /** Why a container ImagePod did not stop was stopped by its engine, or null if it was not. */
+  private async stoppedOutside(containerId: string, since: number, exitCode: number | null): Promise<string | null> {
+    const signals = await killSignals(this.docker, containerId, since);
+    if (signals !== null && signals.length === 0) return null;
+    const how = `${signals?.[0] ? `signal ${signals[0]}, ` : ''}exit code ${exitCode}`;
+    if (signals === null || (await engineGoingAway(this.docker, 2000))) {
+      return `the Docker engine shut down while the job ran and stopped its container (${how})`;
+    }
+    return `its container was stopped from outside ImagePod, by a docker stop or kill on the node (${how})`;
+  }
+
+  /**
+   * Waits for the container to exit. If the engine goes away meanwhile, waits for it to come back
+   * (or for a stop): a container still running then (the engine's live-restore) is waited for again,
+   * and one that exited 0 meanwhile ends as usual, though its output since is not streamed;
+   * otherwise the run ends with what the engine lost.
+   */
+  private async waitForExit(container: Docker.Container, stop: AbortSignal): Promise<Exited> {
+    for (;;) {
+      try {
+        return (await untilAborted(container.wait(), this.engineGone.signal)) as Exited;
+      } catch (err) {
+        if (!engineAway(err) && !(err instanceof EngineAwayError)) throw err;
+        this.logger.warn({ err: dockerMessage(err) }, 'lost the Docker engine while a job ran: waiting for it to answer again');
+        if (!(await engineBack(this.docker, stop, ENGINE_RETURN_MS))) {
+          return { engineLost: `the Docker engine stopped answering while the job ran (${dockerMessage(err)})` };
+        }
+        if (this.engineGone.signal.aborted) this.engineGone = new AbortController();
+        const state = await container.inspect().then(
+          (i) => i.State,
+          (e: unknown) => (statusOf(e) === 404 ? null : Promise.reject(e)),
+        );
+        if (state?.Running) continue;
+        if (state === null) return { engineLost: 'the Docker engine restarted while the job ran and lost its container' };
+        // It finished on its own while the engine was away (the engine keeps exit codes): as usual.
+        if (state.ExitCode === 0) return { StatusCode: 0 };
+        return {
+          StatusCode: state.ExitCode,
+          engineLost: `the Docker engine restarted while the job ran; its container did not survive (exit code ${state.ExitCode})`,
+        };
+      }
+    }
   }
 
   private async collect(container: Docker.Container) {
@@ -366,6 +462,25 @@ export class DockerExecutor implements Executor {
     return removed;
   }
 }
+
+/** `p`, or a rejection with the signal's reason if it aborts first. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** How a container's wait ended: its exit code, and what happened to the engine if it went away. */
+interface Exited {
+  readonly StatusCode?: number;
+  readonly engineLost?: string;
+}
+
+/** How long a running job waits for an engine that went away before it is given up. */
+const ENGINE_RETURN_MS = 5 * 60_000;
 
 /** /imagepod/input.json and an /imagepod/output any user can write, as a tar for putArchive. */
 async function inputArchive(req: ExecutionRequest): Promise<Buffer> {

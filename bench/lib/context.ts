@@ -41,6 +41,12 @@ export async function startStack(prefix: string, apiEnv: Record<string, string> 
     IMAGEPOD_JWT_SECRET: SECRET,
     IMAGEPOD_REGISTRATION_TOKEN: REGISTRATION,
     IMAGEPOD_HEARTBEAT_TTL_MS: '3600000',
+    // Rate limits off: the benches submit 1,000-job batches back to back and start fleets of
+    // agents from one address.
+    IMAGEPOD_RATE_LIMIT_SUBMIT_PER_MIN: '0',
+    IMAGEPOD_RATE_LIMIT_REGISTER_PER_MIN: '0',
+    IMAGEPOD_RATE_LIMIT_SESSION_PER_MIN: '0',
+    IMAGEPOD_RATE_LIMIT_AUTH_FAILURES_PER_MIN: '0',
     ...apiEnv,
   });
   const client = new Redis(redis.url);

@@ -60,9 +60,15 @@ const schema = z
     IMAGEPOD_RESULT_MAX_BYTES: envInt(0, 64 * 1024 * 1024).default(1024 * 1024),
     IMAGEPOD_JOB_LOG_MAX_LINES: envInt(10, 10_000_000).default(10_000),
     IMAGEPOD_JOB_RETENTION_SECONDS: envInt(60).default(7 * 24 * 3600),
+    IMAGEPOD_REAPER_INTERVAL_MS: envInt(100, 3_600_000).default(30_000),
     IMAGEPOD_JOB_TIMEOUT_MAX_SECONDS: envInt(1).default(7 * 24 * 3600),
     IMAGEPOD_PAGE_SIZE_MAX: envInt(1, 10_000).default(500),
     IMAGEPOD_MAX_RUNNING_JOBS_PER_USER: envInt(0, 1_000_000).default(0),
+    IMAGEPOD_RATE_LIMIT_WINDOW_MS: envInt(100, 3_600_000).default(60_000),
+    IMAGEPOD_RATE_LIMIT_SUBMIT_PER_MIN: envInt(0, 100_000_000).default(6000),
+    IMAGEPOD_RATE_LIMIT_REGISTER_PER_MIN: envInt(0, 1_000_000).default(30),
+    IMAGEPOD_RATE_LIMIT_SESSION_PER_MIN: envInt(0, 1_000_000).default(20),
+    IMAGEPOD_RATE_LIMIT_AUTH_FAILURES_PER_MIN: envInt(0, 1_000_000).default(60),
     IMAGEPOD_WEBHOOK_ALLOW: envString()
       .default('')
       .transform((s, ctx) => {
@@ -82,6 +88,7 @@ const schema = z
     IMAGEPOD_WEBHOOK_TIMEOUT_MS: envInt(100, 60_000).default(10_000),
     IMAGEPOD_WEBHOOK_CONCURRENCY: envInt(1, 1000).default(16),
     IMAGEPOD_JOB_WAIT_MAX_SECONDS: envInt(1, 3600).default(300),
+    IMAGEPOD_IDEMPOTENCY_LEASE_SECONDS: envInt(1, 600).default(10),
     IMAGEPOD_METRICS_TOKEN: envString()
       .refine((t) => t.length >= 16, 'must be at least 16 characters')
       .optional(),
@@ -163,8 +170,21 @@ export interface ApiConfig {
     readonly pageSizeMax: number;
   };
   readonly jobRetentionSeconds: number;
+  /** How often one API replica sweeps for jobs no agent can end any more (see job-reaper.ts). */
+  readonly reaperIntervalMs: number;
   /** Fair share: how many jobs one user may have running at once, unless an admin set theirs (0: no cap). */
   readonly maxRunningJobsPerUser: number;
+  /**
+   * Requests per window (0: no limit), counted in Redis so all replicas share them: jobs submitted
+   * per user, registrations and sign-ins per client address, refused tokens per client address.
+   */
+  readonly rateLimits: {
+    readonly windowMs: number;
+    readonly submit: number;
+    readonly register: number;
+    readonly session: number;
+    readonly authFailures: number;
+  };
   /** Job webhooks: who may be reached (besides public addresses) and how deliveries are retried. */
   readonly webhooks: {
     readonly allow: readonly string[];
@@ -175,6 +195,8 @@ export interface ApiConfig {
   };
   /** The longest `POST /jobs?wait=` may hold a request. */
   readonly jobWaitMaxSeconds: number;
+  /** How long a submission with an Idempotency-Key owns the key before a retry may take it over. */
+  readonly idempotencyLeaseSeconds: number;
   /** When set, `GET /metrics` needs `Authorization: Bearer <it>`; else it is open. */
   readonly metricsToken: string | undefined;
   readonly logLevel: string;
@@ -219,7 +241,15 @@ export function loadApiConfig(env: Env): ApiConfig {
       pageSizeMax: e.IMAGEPOD_PAGE_SIZE_MAX,
     },
     jobRetentionSeconds: e.IMAGEPOD_JOB_RETENTION_SECONDS,
+    reaperIntervalMs: e.IMAGEPOD_REAPER_INTERVAL_MS,
     maxRunningJobsPerUser: e.IMAGEPOD_MAX_RUNNING_JOBS_PER_USER,
+    rateLimits: {
+      windowMs: e.IMAGEPOD_RATE_LIMIT_WINDOW_MS,
+      submit: e.IMAGEPOD_RATE_LIMIT_SUBMIT_PER_MIN,
+      register: e.IMAGEPOD_RATE_LIMIT_REGISTER_PER_MIN,
+      session: e.IMAGEPOD_RATE_LIMIT_SESSION_PER_MIN,
+      authFailures: e.IMAGEPOD_RATE_LIMIT_AUTH_FAILURES_PER_MIN,
+    },
     webhooks: {
       allow: e.IMAGEPOD_WEBHOOK_ALLOW,
       attempts: e.IMAGEPOD_WEBHOOK_ATTEMPTS,
@@ -228,6 +258,7 @@ export function loadApiConfig(env: Env): ApiConfig {
       concurrency: e.IMAGEPOD_WEBHOOK_CONCURRENCY,
     },
     jobWaitMaxSeconds: e.IMAGEPOD_JOB_WAIT_MAX_SECONDS,
+    idempotencyLeaseSeconds: e.IMAGEPOD_IDEMPOTENCY_LEASE_SECONDS,
     metricsToken: e.IMAGEPOD_METRICS_TOKEN,
     logLevel: e.IMAGEPOD_LOG_LEVEL,
     dashboardDir: e.IMAGEPOD_DASHBOARD_DIR ?? DEFAULT_DASHBOARD_DIR,
@@ -286,9 +317,12 @@ export function describeApiConfig(c: ApiConfig): Record<string, unknown> {
     trustProxy: c.trustProxy,
     limits: c.limits,
     jobRetentionSeconds: c.jobRetentionSeconds,
+    reaperIntervalMs: c.reaperIntervalMs,
     maxRunningJobsPerUser: c.maxRunningJobsPerUser,
+    rateLimits: c.rateLimits,
     webhooks: c.webhooks,
     jobWaitMaxSeconds: c.jobWaitMaxSeconds,
+    idempotencyLeaseSeconds: c.idempotencyLeaseSeconds,
     metricsToken: c.metricsToken === undefined ? '(unset: /metrics is open)' : mask(c.metricsToken),
     logLevel: c.logLevel,
     dashboardDir: c.dashboardDir,

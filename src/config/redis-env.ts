@@ -134,6 +134,10 @@ export function checkRedisEnv(e: RedisEnv, ctx: z.RefinementCtx): void {
       if (e[name] !== undefined) issue(name, 'IMAGEPOD_REDIS_URL carries credentials already: set them in one place');
     }
   }
+  if (e.IMAGEPOD_REDIS_USERNAME !== undefined && e.IMAGEPOD_REDIS_PASSWORD === undefined) {
+    // ioredis would sign in with no password and Redis answer with a puzzling WRONGPASS.
+    issue('IMAGEPOD_REDIS_USERNAME', 'needs IMAGEPOD_REDIS_PASSWORD: an ACL user signs in with both');
+  }
   if (!tlsWanted(e)) {
     for (const name of [
       'IMAGEPOD_REDIS_TLS_CA_FILE',

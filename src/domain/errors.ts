@@ -10,6 +10,8 @@ export interface FieldProblem {
 export abstract class DomainError extends Error {
   abstract readonly status: number;
   abstract readonly code: string;
+  /** Sent as `Retry-After`: seconds after which the same request may succeed. */
+  readonly retryAfterSeconds: number | undefined = undefined;
 }
 
 export class ValidationError extends DomainError {
@@ -56,9 +58,39 @@ export class ConflictError extends DomainError {
   }
 }
 
+/** A request with an Idempotency-Key whose first request is still being answered. */
+export class IdempotencyInProgressError extends ConflictError {
+  override readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super('a request with this Idempotency-Key is still in progress; retry after Retry-After seconds', 'idempotency_in_progress');
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** Well-formed, but it cannot be done as asked; `code` says why. */
+export class UnprocessableError extends DomainError {
+  readonly status = 422;
+  readonly code: string;
+  constructor(message: string, code = 'unprocessable') {
+    super(message);
+    this.code = code;
+  }
+}
+
 export class PayloadTooLargeError extends DomainError {
   readonly status = 413;
   readonly code = 'payload_too_large';
+}
+
+/** Over a rate limit (see src/http/rate-limit.ts); the same request succeeds after Retry-After. */
+export class RateLimitedError extends DomainError {
+  readonly status = 429;
+  readonly code = 'rate_limited';
+  override readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super(message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
 }
 
 /** The store is unreachable: the caller may retry. */

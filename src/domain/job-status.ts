@@ -65,5 +65,9 @@ export const JobEndReason = {
   LockLost: 'lock_lost',
   InvalidPayload: 'invalid_payload',
   OutputTooLarge: 'output_too_large',
+  /** The container engine shut down, restarted or vanished while the job ran (retries apply). */
+  EngineStopped: 'engine_stopped',
+  /** The container engine did not answer when the job was to start: handed back, not failed. */
+  EngineUnavailable: 'engine_unavailable',
 } as const;
 export type JobEndReason = (typeof JobEndReason)[keyof typeof JobEndReason];

@@ -13,6 +13,8 @@ export const TierKind = {
 export type TierKind = (typeof TierKind)[keyof typeof TierKind];
 
 export const CPU_TIER_NAME = 'cpu';
+/** Every GPU tier's name starts with this (Redis ACL key patterns rely on it). */
+export const GPU_TIER_PREFIX = 'gpu-';
 
 export interface Tier {
   readonly name: string;
@@ -23,7 +25,7 @@ export interface Tier {
 
 /** `gpu-24g` for whole GiB, `gpu-20000m` otherwise: readable in Bull Board and in Redis keys. */
 export function gpuTierName(boundMiB: number): string {
-  return boundMiB % 1024 === 0 ? `gpu-${boundMiB / 1024}g` : `gpu-${boundMiB}m`;
+  return boundMiB % 1024 === 0 ? `${GPU_TIER_PREFIX}${boundMiB / 1024}g` : `${GPU_TIER_PREFIX}${boundMiB}m`;
 }
 
 export class TierTable {

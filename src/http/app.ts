@@ -8,6 +8,9 @@ import { adminsOnly, BULL_BOARD_PATH, bullBoard } from './bull-board.js';
 import type { RouteContext } from './context.js';
 import { dashboardStatic } from './dashboard-static.js';
 import { errorHandler, notFoundHandler } from './errors.js';
+import { jsonBodyGuard, refuseInvalidUtf8 } from './json-body.js';
+import { operations } from './openapi/operations.js';
+import { limitRefusedTokens } from './rate-limit.js';
 import { accountingRoutes } from './routes/accounting.js';
 import { agentRoutes } from './routes/agents.js';
 import { healthRoutes } from './routes/health.js';
@@ -19,6 +22,7 @@ import { openapiRoutes } from './routes/openapi.js';
 import { overviewRoutes } from './routes/overview.js';
 import { sessionRoutes } from './routes/session.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { refuseUndeclaredInputs } from './strict-inputs.js';
 
 /** Route prefix of the original README's API. */
 export const API_BASE = '/gpu-workers';
@@ -54,11 +58,20 @@ export function createApp(ctx: RouteContext): Express {
   app.use(healthRoutes(ctx));
   app.use(metricsRoutes(ctx));
   app.use(openapiRoutes(ctx, API_BASE));
-  app.use(express.json({ limit: ctx.config.limits.bodyBytes, strict: true }));
+  app.use(express.json({ limit: ctx.config.limits.bodyBytes, strict: true, verify: refuseInvalidUtf8 }));
+  app.use(jsonBodyGuard);
 
   const api = express.Router();
+  // A query string or body a route does not take is a 400 naming it (see strict-inputs.ts).
+  const ops = operations({
+    apiBase: API_BASE,
+    pageSizeMax: ctx.config.limits.pageSizeMax,
+    jobWaitMaxSeconds: ctx.config.jobWaitMaxSeconds,
+  });
+  api.use(refuseUndeclaredInputs(ops, 'public'));
   api.use(sessionRoutes(ctx, personTokenVerifier(ctx.config)));
-  api.use(authenticate(ctx.passport, ctx.sessions));
+  api.use(limitRefusedTokens(ctx.rateLimits, authenticate(ctx.passport, ctx.sessions)));
+  api.use(refuseUndeclaredInputs(ops, 'guarded'));
   api.use(nodeRoutes(ctx));
   api.use(jobRoutes(ctx));
   api.use(agentRoutes(ctx));
@@ -67,7 +80,12 @@ export function createApp(ctx: RouteContext): Express {
   api.use(overviewRoutes(ctx));
   api.use(webhookRoutes(ctx));
   app.use(API_BASE, api);
-  app.use(BULL_BOARD_PATH, authenticate(ctx.passport, ctx.sessions), adminsOnly, bullBoard(ctx.watchQueues));
+  app.use(
+    BULL_BOARD_PATH,
+    limitRefusedTokens(ctx.rateLimits, authenticate(ctx.passport, ctx.sessions)),
+    adminsOnly,
+    bullBoard(ctx.watchQueues),
+  );
   app.use(dashboardStatic(ctx.config.dashboardDir));
 
   app.use(notFoundHandler);

@@ -196,7 +196,7 @@ const DESCRIBE: Record<Caller, string> = {
   registrar: 'the registration token',
 };
 
-function admits(p: Principal, caller: Caller): boolean {
+export function admits(p: Principal, caller: Caller): boolean {
   switch (caller) {
     case Caller.User:
       return p.kind === 'user';

@@ -7,11 +7,13 @@ import type { ApiMetrics } from '../metrics/api-metrics.js';
 import type { RedisClient } from '../redis/connection.js';
 import type { Accounting } from '../services/accounting.js';
 import type { FleetOverview } from '../services/fleet-overview.js';
+import type { Idempotency } from '../services/idempotency.js';
 import type { JobEventFeed } from '../services/job-events.js';
 import type { JobReports } from '../services/job-reports.js';
 import type { JobService } from '../services/job-service.js';
 import type { NodeRegistry } from '../services/node-registry.js';
 import type { WebhookSecrets } from '../services/webhooks/secrets.js';
+import type { RateLimits } from './rate-limit.js';
 import type { Sessions } from './session.js';
 
 /** What route modules are given: services to call, never Redis keys to touch. */
@@ -20,6 +22,8 @@ export interface RouteContext {
   readonly passport: passport.PassportStatic;
   readonly nodes: NodeRegistry;
   readonly jobs: JobService;
+  /** Idempotency-Keys on submissions. */
+  readonly idempotency: Idempotency;
   readonly reports: JobReports;
   readonly accounting: Accounting;
   readonly agentConfig: (nodeId: string, agentId: string) => AgentConfig;
@@ -32,6 +36,8 @@ export interface RouteContext {
   readonly overview: FleetOverview;
   /** Dashboard session cookies. */
   readonly sessions: Sessions;
+  /** Rate limits on submissions, registrations, sign-ins and refused tokens. */
+  readonly rateLimits: RateLimits;
   /** Lists every job queue now and as each new one is made (for Bull Board). */
   readonly watchQueues: (onQueue: (q: Queue) => void) => void;
   /** A new connection for one blocking reader (log following); the caller closes it. */

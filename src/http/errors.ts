@@ -34,6 +34,17 @@ function toDomainError(err: unknown): DomainError | null {
       return ValidationError.field('body', 'send UTF-8 JSON');
     case 'request.aborted':
       return ValidationError.field('body', 'the request was aborted');
+    case 'request.size.invalid':
+      return ValidationError.field('body', 'not as long as its Content-Length says');
+  }
+  // The router could not percent-decode a path parameter (`/jobs/%zz`).
+  if (err instanceof URIError) return ValidationError.field('path', 'not valid percent-encoding');
+  // Any other request body-parser refused as the client's (one that does not inflate with its
+  // Content-Encoding): a 400 naming the body, not a 500.
+  const clientFault = err as BodyParserError & { expose?: unknown; code?: unknown };
+  if (clientFault.expose === true && clientFault.status === 400) {
+    const zlib = typeof clientFault.code === 'string' && clientFault.code.startsWith('Z_');
+    return ValidationError.field('body', zlib ? 'does not decompress with its Content-Encoding' : 'could not be read');
   }
   if (isStoreUnavailable(err)) return new UnavailableError('the store is unavailable; retry shortly');
   return null;
@@ -50,7 +61,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (domain.status >= 500) logger.warn({ reqId: requestId, code: domain.code, cause: (err as Error).message }, domain.message);
-    if (domain.status === 503) res.setHeader('Retry-After', '1');
+    if (domain.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(domain.retryAfterSeconds));
+    else if (domain.status === 503) res.setHeader('Retry-After', '1');
     res.status(domain.status).json({
       error: domain.code,
       message: domain.message,

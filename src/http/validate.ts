@@ -18,7 +18,9 @@ export function problemsOf(error: z.ZodError, where: string): FieldProblem[] {
       }
       continue;
     }
-    out.push({ field: path || where, message: issue.message });
+    // A record's key that failed its own check: say why, not only "Invalid key in record".
+    const message = issue.code === 'invalid_key' ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+    out.push({ field: path || where, message });
   }
   return out;
 }

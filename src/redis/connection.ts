@@ -6,7 +6,7 @@ import { defineScripts } from './scripts.js';
 export type RedisClient = Redis | Cluster;
 
 export type ConnectionRole =
-  /** The API's request path: fail a command fast when Redis is away, so the caller gets 503. */
+  /** The API's request path: fail a command at once when Redis is away, so the caller gets 503. */
   | 'api'
   /** Blocking reads (log following, event streams): no per-command retry limit, one per reader. */
   | 'blocking'
@@ -41,9 +41,17 @@ export function redisSpec(target: RedisTarget, role: ConnectionRole, name: strin
           ...(target.tls.servername !== undefined && { servername: target.tls.servername }),
         };
   const pipelining = role === 'api';
+  // A command sent while the connection is down would wait in ioredis' offline queue through
+  // reconnection attempts (seconds each, and a request sends several): on the request path it
+  // fails at once instead, so a client gets its 503 (and Retry-After) in milliseconds.
+  const offlineQueue = role !== 'api';
   switch (target.kind) {
     case 'server':
-      return { kind: 'redis', url: target.url, options: { ...perRole, enableAutoPipelining: pipelining, ...(tls && { tls }) } };
+      return {
+        kind: 'redis',
+        url: target.url,
+        options: { ...perRole, enableAutoPipelining: pipelining, enableOfflineQueue: offlineQueue, ...(tls && { tls }) },
+      };
     case 'sentinel':
       return {
         kind: 'redis',
@@ -51,6 +59,7 @@ export function redisSpec(target: RedisTarget, role: ConnectionRole, name: strin
         options: {
           ...perRole,
           enableAutoPipelining: pipelining,
+          enableOfflineQueue: offlineQueue,
           sentinels: target.sentinels.map((s) => ({ host: s.host, port: s.port })),
           name: target.master,
           role: 'master',
@@ -70,7 +79,7 @@ export function redisSpec(target: RedisTarget, role: ConnectionRole, name: strin
           // The cluster client queues commands while it has no slot map, with no limit: on the
           // request path a command fails at once instead, so a cluster that is away answers 503
           // as one server does (`waitUntilReady` covers the start).
-          enableOfflineQueue: role !== 'api',
+          enableOfflineQueue: offlineQueue,
           // A slot map older than this is asked again; a moved slot is followed at once anyway.
           slotsRefreshTimeout: 2000,
           redisOptions: { ...perRole, ...(tls && { tls }) },

@@ -4,14 +4,17 @@
  * Keys carry hash tags so that each group lives in one Redis Cluster slot and a Lua script can
  * touch all keys of its group atomically:
  *   {reg}      the node registry: records, live heartbeats, the fit index, agent keys, stats
- *   {jobs}     the job lookup index (id -> queue) and the per-user listings
+ *   {jobs}     the job lookup index (id -> queue), the per-user listings, Idempotency-Keys
  *   {<tier>}   one per tier: that tier's BullMQ queues and the records and logs of its jobs,
  *              so tiers can sit on different shards
  *   {acct}     accounting: users' limits and budgets, running jobs, budget holds, the ledger
  *   {sessions} dashboard sessions
  *   {hooks}    webhooks: users' signing secrets and the delivery queue
+ *   {rate:<rule>:<who>}  one rate-limit counter each (a user's submissions, an address's sign-ins),
+ *              so the counts spread over a Cluster's shards
  */
 import { tierOfQueue } from '../domain/queues.js';
+import { CPU_TIER_NAME, GPU_TIER_PREFIX } from '../domain/tiers.js';
 
 /** Hours since the epoch: the timeline keys hold one hour each. */
 export const hourOf = (ms: number): number => Math.floor(ms / 3_600_000);
@@ -97,6 +100,25 @@ export class Keys {
   jobsOfUser(userId: string): string {
     return `${this.prefix}:{jobs}:user:${userId}`;
   }
+  /** Whose turn it is to sweep for jobs no agent can end (string with a TTL: one API replica at a time). */
+  get reaperTurn(): string {
+    return `${this.prefix}:{jobs}:reaper:turn`;
+  }
+  /**
+   * How far the reaper's sweeps got (hash: `created` -> ms, `failed:<queue>` and
+   * `completed:<queue>` -> ms); its fields also name every queue it has seen.
+   */
+  get reaperMarks(): string {
+    return `${this.prefix}:{jobs}:reaper:marks`;
+  }
+  /**
+   * A user's Idempotency-Key (hash: the request's fingerprint, the job ids it makes, the first
+   * answer; expires a day after first use), by the key's SHA-256 so any printable key is a safe
+   * name. In `{jobs}`, beside the index and listings it guards.
+   */
+  idempotency(userId: string, keyHash: string): string {
+    return `${this.prefix}:{jobs}:idem:${userId}:${keyHash}`;
+  }
 
   // ── accounting ─────────────────────────────────────────────────────────────────────────────
   private acct(rest: string): string {
@@ -131,6 +153,12 @@ export class Keys {
     return this.acct('ledger-by-time');
   }
 
+  // ── rate limits ────────────────────────────────────────────────────────────────────────────
+  /** One subject's sliding-window counter for one rule (hash: i, c, p; see lua/rate-limit-1.lua). */
+  rateLimit(rule: string, subject: string): string {
+    return `${this.prefix}:{rate:${rule}:${subject}}`;
+  }
+
   // ── webhooks ───────────────────────────────────────────────────────────────────────────────
   /** A user's webhook signing secret (string: json {secret, created_at}). */
   webhookSecret(userId: string): string {
@@ -145,6 +173,15 @@ export class Keys {
   /** BullMQ's `prefix` option for a tier's queue; BullMQ appends `:<queue name>:<suffix>`. */
   queuePrefix(tier: string): string {
     return `${this.prefix}:{${tier}}`;
+  }
+  /**
+   * Redis ACL key patterns (globs; `{` is literal in them) for every tier's BullMQ queue keys and
+   * nothing else: `<prefix>:{cpu}:cpu:*` and `<prefix>:{gpu-*}:gpu-*:*` take in the queues of the
+   * GPU families (`gpu-80g.h100`) but not the tier's job records, logs or event streams.
+   */
+  get queueKeyPatterns(): [string, string] {
+    const gpu = `${GPU_TIER_PREFIX}*`;
+    return [`${this.queuePrefix(CPU_TIER_NAME)}:${CPU_TIER_NAME}:*`, `${this.queuePrefix(gpu)}:${gpu}:*`];
   }
   /** BullMQ's hash of a job in a queue (layout owned by BullMQ; read by the status script). */
   bullJob(queue: string, jobId: string): string {

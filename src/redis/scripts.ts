@@ -25,6 +25,10 @@ export const ScriptName = {
   RecordCost: 'recordCost',
   TrackRunning: 'trackRunning',
   RecordWebhookAttempt: 'recordWebhookAttempt',
+  ReapJob: 'reapJob',
+  IdempotencyBegin: 'idempotencyBegin',
+  IdempotencyEnd: 'idempotencyEnd',
+  RateLimit: 'rateLimit',
 } as const;
 export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
 

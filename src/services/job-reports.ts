@@ -1,6 +1,6 @@
 import { attemptCost, gpuHours, hourlyRate, roundMoney } from '../domain/cost.js';
 import { ConflictError, DomainError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
-import { ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
+import { ACTIVE_JOB_STATUSES, ALLOWED_FROM, isFinal, JobStatus } from '../domain/job-status.js';
 import { tierOfQueue } from '../domain/queues.js';
 import { isAdmin, type Principal } from '../domain/roles.js';
 import type { JobLogAppend, JobStatusReport, JobView } from '../domain/schemas/job.js';
@@ -91,8 +91,11 @@ export class JobReports {
 
     switch (res[0]) {
       case 'err': {
-        if (claiming && rec !== null) await this.accounting.releaseRunning(rec.owner, id);
         const [, code, current] = res;
+        // A refused claim gives back the running slot admit() took, unless a node holds the job
+        // (another claim won, or it runs elsewhere): that slot is the holder's.
+        const held = ACTIVE_JOB_STATUSES.has(current as JobStatus);
+        if (claiming && rec !== null && !held) await this.accounting.releaseRunning(rec.owner, id);
         if (code === 'not_found' || code === 'not_assigned') throw new NotFoundError(`job ${id}`);
         if (code === 'lock_lost') {
           throw new ConflictError(`this claim of job ${id} is no longer valid (its lock expired or moved)`, 'lock_lost');
@@ -170,13 +173,18 @@ export class JobReports {
    * answer it lost): the owner's running count and budget hold, the ledger entry with its cost,
    * the node's counters.
    */
-  private async afterEnd(queue: string, id: string, f: Readonly<Record<string, string>>): Promise<Record<string, string>> {
+  private async afterEnd(
+    queue: string,
+    id: string,
+    f: Readonly<Record<string, string>>,
+    billLastAttempt = true,
+  ): Promise<Record<string, string>> {
     const tier = tierOfQueue(queue);
     const owner = f.owner ?? '';
     const nodeId = f.node_id ?? '';
     const started = Number(f.started_at ?? 0);
     const finished = Number(f.finished_at ?? 0);
-    const ranMs = started > 0 && finished >= started ? finished - started : 0;
+    const ranMs = billLastAttempt && started > 0 && finished >= started ? finished - started : 0;
     const rate = Number(f.hourly_rate ?? 0);
     const { cost, gpuHours: gpuHoursUsed } = attemptCost(f, ranMs);
     // The job shows what all its attempts cost; the ledger has an entry for each.
@@ -213,6 +221,20 @@ export class JobReports {
       await Promise.all([this.nodes.recordJobEnd(nodeId, outcome, gpuHoursUsed * 3_600_000), this.nodes.clearPendingCancel(nodeId, id)]);
     }
     return costFields;
+  }
+
+  /**
+   * What follows the end of a job the reaper ended (see job-reaper.ts), as for a final report:
+   * the metrics (once: `fresh` when the end was written just now), an attempt left to bill, the
+   * owner's running count and budget hold, the ledger entry and the node's counters. The last
+   * attempt is not billed: its agent vanished and nobody knows how long it ran, as when another
+   * agent takes a stalled job over. Safe to repeat.
+   */
+  async settleReaped(queue: string, id: string, previous: string, fields: Readonly<Record<string, string>>, fresh: boolean): Promise<void> {
+    if (fresh) this.countChange(tierOfQueue(queue), previous, true, false, fields);
+    let f = fields;
+    if (f.pending_attempt) f = await this.accounting.settleAttempt(queue, id, f);
+    await this.afterEnd(queue, id, f, false);
   }
 
   /**

@@ -26,6 +26,7 @@ import { iso } from '../util/time.js';
 import type { Accounting } from './accounting.js';
 import { decodeScoreCursor, encodeCursor } from './cursor.js';
 import { type PendingByTier, readPendingByTier } from './fleet-overview.js';
+import type { FixedIds } from './idempotency.js';
 import { agentJobView, deriveStatus, type JobRecord, newRecordFields, parseJobRecord, toJobView } from './job-model.js';
 import type { JobQueues, QueuedJob } from './job-queues.js';
 import type { JobStore, LoadedJob } from './job-store.js';
@@ -152,13 +153,13 @@ export class JobService {
     return { money: Math.round(hours * rate * 1e6) / 1e6, gpuHours: hours * r.gpu_count };
   }
 
-  private async prepare(bodies: readonly JobCreateBody[], batch: boolean): Promise<Prepared[]> {
+  private async prepare(bodies: readonly JobCreateBody[], batch: boolean, ids?: readonly string[]): Promise<Prepared[]> {
     const problems: FieldProblem[] = [];
     const out: Prepared[] = [];
     for (const [i, body] of bodies.entries()) {
       try {
         const built = this.buildSpec(body, batch ? `jobs.${i}.` : '');
-        out.push({ id: randomUUID(), ...built, worstCase: await this.worstCase(built.spec) });
+        out.push({ id: ids?.[i] ?? randomUUID(), ...built, worstCase: await this.worstCase(built.spec) });
       } catch (err) {
         if (!(err instanceof ValidationError)) throw err;
         problems.push(...err.fields);
@@ -168,48 +169,80 @@ export class JobService {
     return out;
   }
 
-  async create(owner: string, body: JobCreateBody): Promise<JobView> {
-    const [view] = await this.submit(owner, await this.prepare([body], false));
+  /** `fixed`: the ids to use (an Idempotency-Key chose them), and whether an earlier attempt may have begun. */
+  async create(owner: string, body: JobCreateBody, fixed?: FixedIds): Promise<JobView> {
+    const [view] = await this.submit(owner, await this.prepare([body], false, fixed?.ids), fixed?.resume);
     if (view === undefined) throw new Error('unreachable: one job in, one out');
     return view;
   }
 
   /** Up to 1,000 jobs in one request: all valid and within budget, or none submitted. */
-  async createBatch(owner: string, bodies: readonly JobCreateBody[]): Promise<JobView[]> {
-    return this.submit(owner, await this.prepare(bodies, true));
+  async createBatch(owner: string, bodies: readonly JobCreateBody[], fixed?: FixedIds): Promise<JobView[]> {
+    return this.submit(owner, await this.prepare(bodies, true, fixed?.ids), fixed?.resume);
+  }
+
+  /**
+   * Submits `jobs`; with `resume`, an earlier attempt with the same ids may have died part way:
+   * jobs it got into their queues are answered as they are now and not touched, and records it
+   * wrote but did not enqueue are enqueued (not written again), so nothing is made twice.
+   */
+  private async submit(owner: string, jobs: readonly Prepared[], resume = false): Promise<JobView[]> {
+    if (!resume) return this.submitNew(owner, jobs, new Map());
+    const loaded = await Promise.all(jobs.map((j) => this.store.load(j.id, j.queue)));
+    const now = Date.now();
+    const queued = new Map<string, JobView>();
+    const recorded = new Map<string, JobRecord>();
+    for (const l of loaded) {
+      if (l === null) continue;
+      const { rec, facts } = l;
+      const enqueued = facts.exists || facts.inFailed || facts.inCompleted || rec.status !== JobStatus.Queued;
+      if (enqueued) queued.set(rec.id, toJobView(rec, deriveStatus(rec, facts, now)));
+      else recorded.set(rec.id, rec);
+    }
+    const rest = jobs.filter((j) => !queued.has(j.id));
+    const views = rest.length === 0 ? [] : await this.submitNew(owner, rest, recorded);
+    for (const v of views) queued.set(v.id, v);
+    return jobs.map((j) => {
+      const v = queued.get(j.id);
+      if (v === undefined) throw new Error('unreachable: every job is either found or submitted');
+      return v;
+    });
   }
 
   /**
    * Holds the jobs' worst case against the owner's budget, then writes, in order, the lookup
    * entries (harmless if left dangling: readers skip them), the records, and the BullMQ jobs. If
    * the enqueue fails the records are removed again; if this process dies between the two,
-   * readers show the jobs as failed (enqueue_interrupted) after a grace time.
+   * readers show the jobs as failed (enqueue_interrupted) after a grace time. `recorded`: records
+   * an earlier attempt wrote, which are enqueued as they are.
    */
-  private async submit(owner: string, jobs: readonly Prepared[]): Promise<JobView[]> {
+  private async submitNew(owner: string, jobs: readonly Prepared[], recorded: ReadonlyMap<string, JobRecord>): Promise<JobView[]> {
     await this.accounting.holdBudget(
       owner,
       jobs.map((j) => ({ id: j.id, money: j.worstCase.money, gpuHours: j.worstCase.gpuHours })),
     );
     const now = Date.now();
     const k = this.keys;
-    const records = jobs.map((j) => newRecordFields(j.id, owner, j.queue, j.spec, j.worstCase.money, now));
+    const records = jobs.map((j) => recorded.get(j.id)?.fields ?? newRecordFields(j.id, owner, j.queue, j.spec, j.worstCase.money, now));
     // Which records were written (and so counted as pending), for an exact rollback.
-    let written: Prepared[] = [];
+    let written: Prepared[] = jobs.filter((j) => recorded.has(j.id));
     try {
       const index = this.redis.multi();
       for (const j of jobs) index.hset(k.jobQueueIndex, j.id, j.queue).zadd(k.jobsAll, now, j.id).zadd(k.jobsOfUser(owner), now, j.id);
       await index.exec();
       const created = await Promise.allSettled(
         jobs.map((j, i) =>
-          runScript(
-            this.redis,
-            ScriptName.CreateJob,
-            [k.jobRecord(j.tier, j.id), ...k.jobWatchKeys(j.tier, now)],
-            [JSON.stringify(records[i]), now],
-          ),
+          recorded.has(j.id)
+            ? Promise.resolve(0)
+            : runScript(
+                this.redis,
+                ScriptName.CreateJob,
+                [k.jobRecord(j.tier, j.id), ...k.jobWatchKeys(j.tier, now)],
+                [JSON.stringify(records[i]), now],
+              ),
         ),
       );
-      written = jobs.filter((_, i) => created[i]?.status === 'fulfilled');
+      written = jobs.filter((j, i) => recorded.has(j.id) || created[i]?.status === 'fulfilled');
       if (written.length < jobs.length) throw new Error('some job records were not written');
       await this.queues.enqueue(
         jobs.map(

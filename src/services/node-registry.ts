@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Prices } from '../domain/cost.js';
-import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../domain/errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../domain/errors.js';
 import { gpuFamilies } from '../domain/gpu.js';
 import { deriveNodeStatus, NODE_ADMIN_STATES, NodeAdminState, type NodeStatus } from '../domain/node-status.js';
 import type { Principal } from '../domain/roles.js';
@@ -143,9 +143,8 @@ export class NodeRegistry {
   }
 
   async heartbeat(principal: Principal, nodeId: string, body: HeartbeatBody): Promise<HeartbeatAck> {
-    if (principal.kind === 'agent' && principal.nodeId !== nodeId) {
-      throw new ForbiddenError('an agent key may only heartbeat its own node');
-    }
+    // Another node is one an agent may not see (GET /nodes/{id} is a 404 too), whether it exists or not.
+    if (principal.kind === 'agent' && principal.nodeId !== nodeId) throw new NotFoundError(`node ${nodeId}`);
     if (body.node_id !== undefined && body.node_id !== nodeId) {
       throw ValidationError.field('node_id', 'does not match the node id in the path');
     }
@@ -485,6 +484,13 @@ export class NodeRegistry {
 
   async clearPendingCancel(nodeId: string, jobId: string): Promise<void> {
     await this.redis.srem(this.keys.nodeCancels(nodeId), jobId);
+  }
+
+  /** Every node's cancelled jobs it has yet to confirm stopped (for the reaper: one read per node). */
+  async allPendingCancels(): Promise<{ nodeId: string; jobId: string }[]> {
+    const ids = await this.redis.zrangebyscore(this.keys.nodes, '-inf', '+inf');
+    const sets = await Promise.all(ids.map((id) => this.redis.smembers(this.keys.nodeCancels(id))));
+    return ids.flatMap((nodeId, i) => (sets[i] ?? []).map((jobId) => ({ nodeId, jobId })));
   }
 
   async getAgent(principal: Principal, agentId: string): Promise<AgentView> {

@@ -58,7 +58,7 @@ const routes: Route[] = [
     path: () => `/nodes/${ids.node}/stats`,
     expect: only({ alice: 200, bob: 200, admin: 200, agent: 200, otherAgent: 404 }),
   },
-  { method: 'POST', path: () => `/nodes/${ids.node}/heartbeat`, body: () => hb, expect: only({ agent: 200, admin: 200 }) },
+  { method: 'POST', path: () => `/nodes/${ids.node}/heartbeat`, body: () => hb, expect: only({ agent: 200, admin: 200, otherAgent: 404 }) },
   { method: 'POST', path: () => `/nodes/${ids.otherNode}/uncordon`, expect: only({ admin: 200 }) },
   { method: 'POST', path: () => `/nodes/${ids.otherNode}/drain`, expect: only({ admin: 200 }) },
   { method: 'DELETE', path: () => '/nodes/gpu-000000000000', expect: only({ admin: 404 }) },

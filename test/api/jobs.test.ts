@@ -88,8 +88,8 @@ describe('POST /jobs/', () => {
   it('takes a tag or digest inside docker_image', async () => {
     expect((await submit(t.tokens.alice, { docker_image: 'ghcr.io/org/app:v1.2' })).image).toBe('ghcr.io/org/app:v1.2');
     const digest = `sha256:${'a'.repeat(64)}`;
-    const j = await submit(t.tokens.alice, { docker_image: `localhost:5000/app@${digest}` });
-    expect(j).toMatchObject({ image: `localhost:5000/app@${digest}`, docker_tag: null });
+    const j = await submit(t.tokens.alice, { docker_image: `registry.example:5000/app@${digest}` });
+    expect(j).toMatchObject({ image: `registry.example:5000/app@${digest}`, docker_tag: null });
   });
 
   it.each([

@@ -91,10 +91,10 @@ describe('heartbeats and liveness', () => {
     expect(await ids()).toContain(nodeId);
   });
 
-  it('an agent key may only heartbeat its own node', async () => {
+  it('an agent key may only heartbeat its own node (another node is a 404, as when reading it)', async () => {
     const a = await registerNode(t, { ...RTX_4090_NODE, node_name: 'own-a' });
     const b = await registerNode(t, { ...RTX_4090_NODE, node_name: 'own-b' });
-    expect((await heartbeat(t, b.nodeId, a.apiKey, beat)).status).toBe(403);
+    expect((await heartbeat(t, b.nodeId, a.apiKey, beat)).status).toBe(404);
     expect((await heartbeat(t, a.nodeId, 'ipk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', beat)).status).toBe(401);
     expect((await heartbeat(t, a.nodeId, t.tokens.alice, beat)).status).toBe(403);
     expect((await heartbeat(t, a.nodeId, a.apiKey, { ...beat, node_id: b.nodeId })).status).toBe(400);

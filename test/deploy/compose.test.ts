@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { AGENT_REDIS_USERNAME, agentAclRules } from '../../src/redis/agent-acl.js';
 
 /**
  * docker-compose.yml as docker-compose 1.29 (apt's `docker-compose`) resolves it, with an .env made
@@ -36,6 +37,25 @@ async function readmeEnvSteps(): Promise<void> {
   await run('bash', ['-euo', 'pipefail', '-c', steps.join('\n')], { cwd: dir });
 }
 
+const REDIS_BASE_ARGS = ['--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction'];
+
+/**
+ * What the Redis service's command would start redis-server with: its shell script run with the
+ * service's environment and a stand-in for the image's entrypoint that prints its arguments, one
+ * a line (the first must be redis-server, or the entrypoint would not drop root).
+ */
+async function redisServerArgs(service: { command: string[]; environment: Record<string, string> }): Promise<string[]> {
+  const bin = join(dir, 'bin');
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(join(bin, 'docker-entrypoint.sh'), '#!/bin/sh\nprintf "%s\\n" "$@"\n', { mode: 0o755 });
+  // `config` prints the file re-escaped ($$); the container gets a single $.
+  const [shell, ...rest] = service.command.map((a) => a.replaceAll('$$', '$'));
+  const { stdout } = await run(shell as string, rest, { env: { ...service.environment, PATH: `${bin}:${process.env.PATH}` } });
+  const [server, ...args] = stdout.split('\n').slice(0, -1);
+  expect(server).toBe('redis-server');
+  return args;
+}
+
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'imagepod-compose-'));
   copyFileSync(join(ROOT, 'docker-compose.yml'), join(dir, 'docker-compose.yml'));
@@ -62,12 +82,26 @@ describe('docker-compose.yml', () => {
       services = parse(r.stdout).services;
     });
 
-    it('Redis keeps an append-only file (fsync every second) on a volume, never evicts, and has a healthcheck', () => {
+    it('Redis keeps an append-only file (fsync every second) on a volume, never evicts, and has a healthcheck', async () => {
       const redis = services.redis;
       expect(redis.image).toBe('redis:7');
-      expect(redis.command.join(' ')).toBe('redis-server --appendonly yes --appendfsync everysec --maxmemory-policy noeviction');
+      expect((await redisServerArgs(redis)).slice(0, REDIS_BASE_ARGS.length)).toEqual(REDIS_BASE_ARGS);
       expect(redis.volumes).toContain('redis-data:/data:rw');
       expect(redis.healthcheck.test).toEqual(['CMD', 'redis-cli', 'ping']);
+    });
+
+    it("Redis asks for the API's password, and the agent signs in as its own ACL user with the project's rule", async () => {
+      const api = services.api.environment;
+      const agent = services.agent.environment;
+      expect(api.IMAGEPOD_REDIS_PASSWORD).toMatch(/^[0-9a-f]{48}$/);
+      expect(agent.IMAGEPOD_REDIS_PASSWORD).toMatch(/^[0-9a-f]{48}$/);
+      expect(agent.IMAGEPOD_REDIS_PASSWORD).not.toBe(api.IMAGEPOD_REDIS_PASSWORD);
+      expect(agent.IMAGEPOD_REDIS_USERNAME).toBe(AGENT_REDIS_USERNAME);
+      expect(await redisServerArgs(services.redis)).toEqual([
+        ...REDIS_BASE_ARGS,
+        ...['--requirepass', api.IMAGEPOD_REDIS_PASSWORD],
+        ...['--user', AGENT_REDIS_USERNAME, ...agentAclRules('imagepod', { password: agent.IMAGEPOD_REDIS_PASSWORD })],
+      ]);
     });
 
     it('the API is built from the Dockerfile, reads .env, waits for a healthy Redis, publishes 8000, checks /readyz', () => {
@@ -96,6 +130,20 @@ describe('docker-compose.yml', () => {
       expect(agent.environment.IMAGEPOD_REGISTRATION_TOKEN).toBe(services.api.environment.IMAGEPOD_REGISTRATION_TOKEN);
       expect(agent.environment.IMAGEPOD_JWT_SECRET).toBeUndefined();
     });
+  });
+
+  it('with the Redis passwords left blank (an .env from before them), Redis asks for none and the agent sends none', async () => {
+    const env = readFileSync(join(dir, '.env.example'), 'utf8')
+      .replace(/^IMAGEPOD_JWT_SECRET=.*$/m, `IMAGEPOD_JWT_SECRET=${'a'.repeat(64)}`)
+      .replace(/^IMAGEPOD_REGISTRATION_TOKEN=.*$/m, `IMAGEPOD_REGISTRATION_TOKEN=${'b'.repeat(48)}`);
+    writeFileSync(join(dir, '.env'), env);
+    const r = await composeConfig();
+    expect(r.code).toBe(0);
+    const services = parse(r.stdout).services;
+    expect(await redisServerArgs(services.redis)).toEqual(REDIS_BASE_ARGS);
+    // Blank is unset to the agent's configuration.
+    expect(services.agent.environment.IMAGEPOD_REDIS_USERNAME).toBe('');
+    expect(services.agent.environment.IMAGEPOD_REDIS_PASSWORD).toBe('');
   });
 
   it('.env stays out of git and out of the image build context', () => {

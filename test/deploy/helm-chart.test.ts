@@ -12,6 +12,7 @@ import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAgentConfig } from '../../agent/config.js';
 import { loadApiConfig } from '../../src/config/api-config.js';
+import { agentAclRules } from '../../src/redis/agent-acl.js';
 import { CHART_DIR, HelmRenderer, REPO_ROOT, type Rendered, type RenderOptions } from '../support/helm-render.js';
 import { type K8sObject, unknownFields, validateObject } from '../support/k8s-validate.js';
 import { issueServerCert, makeTestCa } from '../support/test-ca.js';
@@ -38,6 +39,7 @@ const EXISTING_SECRET: Readonly<Record<string, string>> = {
   'registration-token': 'existing-registration-token-0123',
   'jwt-secret': 'existing-jwt-secret-0123456789abcdefghijkl',
   'redis-password': 'existing-redis-password',
+  'redis-agent-password': 'existing-redis-agent-password',
   'metrics-token': 'existing-metrics-token-0123',
 };
 
@@ -492,6 +494,36 @@ describe('Redis', () => {
       name: 'imagepod-secrets',
       key: 'redis-password',
     });
+  });
+
+  it("with redis.auth.agentUser, agents sign in as their own ACL user, which the chart's Redis creates", () => {
+    const r = set('existing-secret-values.yaml');
+    const redis = container(one(r, 'StatefulSet'), 'redis');
+    const user = redis.args.indexOf('--user');
+    const rule = ['imagepod-agent', ...agentAclRules('imagepod', { password: '$(REDIS_AGENT_PASSWORD)' })];
+    expect(redis.args.slice(user + 1, user + 1 + rule.length)).toEqual(rule);
+    expect(envOf(redis).get('REDIS_AGENT_PASSWORD').valueFrom.secretKeyRef).toEqual({
+      name: 'imagepod-secrets',
+      key: 'redis-agent-password',
+    });
+    const agent = resolveEnv(r, container(one(r, 'DaemonSet'), 'agent'));
+    expect(agent).toMatchObject({ IMAGEPOD_REDIS_USERNAME: 'imagepod-agent', IMAGEPOD_REDIS_PASSWORD: 'existing-redis-agent-password' });
+    const api = resolveEnv(r, container(one(r, 'Deployment', 'api'), 'api'));
+    expect(api.IMAGEPOD_REDIS_USERNAME).toBeUndefined();
+    expect(api.IMAGEPOD_REDIS_PASSWORD).toBe('existing-redis-password');
+    // The key patterns follow the API's prefix; without auth on the default user it is refused.
+    const prefixed = helm.render({ values: ['ci/existing-secret-values.yaml'], set: ['api.config.IMAGEPOD_KEY_PREFIX=prod'] });
+    const args = container(one(prefixed, 'StatefulSet'), 'redis').args;
+    expect(args).toContain('~prod:{cpu}:cpu:*');
+    expect(helm.renderError({ values: [SECRETS_ONLY], set: ['redis.auth.agentUser.enabled=true'] })).toContain(
+      'redis.auth.agentUser needs redis.auth.enabled',
+    );
+    expect(
+      helm.renderError({
+        values: [SECRETS_ONLY],
+        set: ['redis.auth.enabled=true', 'redis.auth.password=p', 'redis.auth.agentUser.enabled=true'],
+      }),
+    ).toContain('redis.auth.agentUser.password is required');
   });
 
   it.each([

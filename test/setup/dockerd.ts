@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
+import { stopProcess } from '../support/redis-server.js';
 
 /**
  * A real Docker engine for the tests: the one at IMAGEPOD_TEST_DOCKER_HOST if given, else a
@@ -96,20 +97,8 @@ export async function ensureTestDocker(): Promise<{ host: string; stop: () => Pr
     host,
     async stop() {
       if (pid === null) return;
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        return;
-      }
       // Wait for it to go, so a run that follows at once does not find it half-stopped.
-      for (let i = 0; i < 150; i++) {
-        try {
-          process.kill(pid, 0);
-        } catch {
-          return;
-        }
-        await sleep(100);
-      }
+      await stopProcess(pid, { graceMs: 15_000, kill: false });
     },
   };
 }

@@ -34,6 +34,12 @@ export async function startTestApi(name: string, env: Record<string, string> = {
     IMAGEPOD_REGISTRATION_TOKEN: registrationToken,
     IMAGEPOD_HOST: '127.0.0.1',
     IMAGEPOD_PORT: '0',
+    // Rate limits off unless a test turns them on: files register hundreds of nodes and submit
+    // thousands of jobs from one address (test/api/rate-limit.test.ts tests the limits).
+    IMAGEPOD_RATE_LIMIT_SUBMIT_PER_MIN: '0',
+    IMAGEPOD_RATE_LIMIT_REGISTER_PER_MIN: '0',
+    IMAGEPOD_RATE_LIMIT_SESSION_PER_MIN: '0',
+    IMAGEPOD_RATE_LIMIT_AUTH_FAILURES_PER_MIN: '0',
     ...env,
   });
   const api = await startApiServer(config, logger ?? pino({ level: process.env.IMAGEPOD_TEST_LOG_LEVEL ?? 'silent' }));

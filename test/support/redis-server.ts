@@ -9,14 +9,18 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 /** A port nothing listens on right now. */
-/** SIGTERM, then SIGKILL if it is still there after 5 s; resolves once it is gone. */
-export async function stopProcess(pid: number): Promise<void> {
+/**
+ * SIGTERM, then waits until the process is gone; after `graceMs`, SIGKILL (or, with
+ * `kill: false`, stop waiting and leave it).
+ */
+export async function stopProcess(pid: number, opts: { graceMs?: number; kill?: boolean } = {}): Promise<void> {
+  const { graceMs = 5000, kill = true } = opts;
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
     return;
   }
-  for (let i = 0; i < 100; i++) {
+  for (const until = Date.now() + graceMs; Date.now() < until; ) {
     try {
       process.kill(pid, 0);
       await sleep(50);
@@ -24,7 +28,7 @@ export async function stopProcess(pid: number): Promise<void> {
       return;
     }
   }
-  process.kill(pid, 'SIGKILL');
+  if (kill) process.kill(pid, 'SIGKILL');
 }
 
 export async function freePort(): Promise<number> {
@@ -101,6 +105,20 @@ export class OwnRedis {
 
   async down(): Promise<void> {
     await stopProcess(Number(readFileSync(join(this.dir, 'redis.pid'), 'utf8')));
+  }
+
+  /** SIGKILL: no shutdown, no last write; only what AOF had fsynced survives. Resolves once it is gone. */
+  async kill(): Promise<void> {
+    const pid = Number(readFileSync(join(this.dir, 'redis.pid'), 'utf8'));
+    process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 100; i++) {
+      try {
+        process.kill(pid, 0);
+        await sleep(20);
+      } catch {
+        return;
+      }
+    }
   }
 
   async stop(): Promise<void> {

@@ -20,6 +20,14 @@ function problems(env: Record<string, string>): string[] {
 }
 
 describe('Redis configuration', () => {
+  it('refuses an ACL user without its password (Redis would answer a puzzling WRONGPASS)', () => {
+    expect(problems({ IMAGEPOD_REDIS_USERNAME: 'imagepod-agent' })).toEqual([
+      'IMAGEPOD_REDIS_USERNAME: needs IMAGEPOD_REDIS_PASSWORD: an ACL user signs in with both',
+    ]);
+    expect(problems({ IMAGEPOD_REDIS_USERNAME: 'imagepod-agent', IMAGEPOD_REDIS_PASSWORD: 'p'.repeat(20) })).toEqual([]);
+    expect(problems({ IMAGEPOD_REDIS_USERNAME: '', IMAGEPOD_REDIS_PASSWORD: '' })).toEqual([]);
+  });
+
   it('is one server at redis://127.0.0.1:6379 unless told otherwise', () => {
     expect(loadApiConfig(base).redis).toEqual({ kind: 'server', url: 'redis://127.0.0.1:6379', tls: null });
   });

@@ -139,10 +139,27 @@ Redis variables for the API and the agent (src/config/redis-env.ts): one server 
 or Cluster; the password from the Secret; TLS material mounted by imagepod.redis.tlsVolumeMounts.
 */}}
 {{- define "imagepod.redis.env" -}}
-{{- $r := .Values.redis }}
+{{ include "imagepod.redis.envFor" (dict "root" . "agent" false) }}
+{{- end }}
+
+{{/* The same for the agent, which signs in as its own ACL user when redis.auth.agentUser is on. */}}
+{{- define "imagepod.redis.agentEnv" -}}
+{{ include "imagepod.redis.envFor" (dict "root" . "agent" true) }}
+{{- end }}
+
+{{/* Fails on an agent ACL user that would protect nothing. Takes .Values.redis. */}}
+{{- define "imagepod.redis.checkAgentUser" -}}
+{{- if and .auth.agentUser.enabled (not .auth.enabled) }}
+{{- fail "redis.auth.agentUser needs redis.auth.enabled: while the default user has no password, the agent's own user limits nothing" }}
+{{- end }}
+{{- end }}
+
+{{- define "imagepod.redis.envFor" -}}
+{{- $root := .root }}
+{{- $r := $root.Values.redis }}
 {{- if eq $r.mode "internal" }}
 - name: IMAGEPOD_REDIS_URL
-  value: {{ printf "redis://%s.%s.svc:6379" (include "imagepod.redis.fullname" .) .Release.Namespace | quote }}
+  value: {{ printf "redis://%s.%s.svc:6379" (include "imagepod.redis.fullname" $root) $root.Release.Namespace | quote }}
 {{- else if eq $r.mode "external" }}
 {{- if and $r.tls.enabled (not (hasPrefix "rediss://" $r.external.url)) }}
 {{- fail "redis.tls.enabled with redis.mode external needs a rediss:// URL in redis.external.url (the scheme decides TLS)" }}
@@ -158,13 +175,23 @@ or Cluster; the password from the Secret; TLS material mounted by imagepod.redis
 - name: IMAGEPOD_REDIS_SENTINEL_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "imagepod.secretName" . }}
+      name: {{ include "imagepod.secretName" $root }}
       key: redis-sentinel-password
 {{- end }}
 {{- else if eq $r.mode "cluster" }}
 - name: IMAGEPOD_REDIS_CLUSTER_NODES
   value: {{ required "redis.cluster.nodes is required with redis.mode cluster (host:port of some nodes)" (join "," $r.cluster.nodes | default "") | quote }}
 {{- end }}
+{{- include "imagepod.redis.checkAgentUser" $r }}
+{{- if and .agent $r.auth.agentUser.enabled }}
+- name: IMAGEPOD_REDIS_USERNAME
+  value: {{ required "redis.auth.agentUser.username is required" $r.auth.agentUser.username | quote }}
+- name: IMAGEPOD_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "imagepod.secretName" $root }}
+      key: redis-agent-password
+{{- else }}
 {{- if $r.auth.username }}
 - name: IMAGEPOD_REDIS_USERNAME
   value: {{ $r.auth.username | quote }}
@@ -173,8 +200,9 @@ or Cluster; the password from the Secret; TLS material mounted by imagepod.redis
 - name: IMAGEPOD_REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "imagepod.secretName" . }}
+      name: {{ include "imagepod.secretName" $root }}
       key: redis-password
+{{- end }}
 {{- end }}
 {{- if $r.tls.enabled }}
 {{- if or (eq $r.mode "sentinel") (eq $r.mode "cluster") }}

@@ -10,19 +10,62 @@ const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/**
+ * Environment variables that are the node's to set, never a job's. NVIDIA_* are the NVIDIA
+ * container runtime's switches: NVIDIA_VISIBLE_DEVICES=all hands a container every GPU where
+ * that runtime is the engine's default, and NVIDIA_GDS, _MOFED, _NVSWITCH, _GDRCOPY add device
+ * nodes. CUDA_VISIBLE_DEVICES is set for the devices a job was given. LD_* steer the dynamic
+ * loader, and the runtime's hooks run on the host with the container's environment
+ * (CVE-2025-23266): set them in the image or the command, where they reach only the job. IMAGEPOD_*
+ * are the job's paths and input, set by the agent.
+ */
+export function reservedEnvProblem(name: string): string | null {
+  if (name.startsWith('NVIDIA_')) return "NVIDIA_* variables are the container runtime's: the node sets them for the GPUs a job is given";
+  if (name === 'CUDA_VISIBLE_DEVICES') return 'set by the node for the GPUs a job is given';
+  if (name.startsWith('LD_')) return "LD_* variables would reach the runtime's hooks on the host: set them in the image or the command";
+  if (name.startsWith('IMAGEPOD_')) return 'IMAGEPOD_* variables are set by the agent';
+  return null;
+}
+
+/** A NUL cannot be passed to a process (execve refuses it): the container would fail to start, blamed on the node. */
+const withoutNul = (max: number, what: string) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !s.includes('\u0000'), `${what} may not contain NUL characters`);
+const argument = () => withoutNul(8192, 'an argument');
+
+const envName = () =>
+  z
+    .string()
+    .regex(ENV_NAME, 'environment variable names are [A-Za-z_][A-Za-z0-9_]*')
+    .superRefine((name, ctx) => {
+      const problem = reservedEnvProblem(name);
+      if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+    });
+
+/**
+ * What a job's command, arguments and environment may add up to: the kernel refuses more than
+ * about 2 MiB to execve (E2BIG), which would fail the container at start and be blamed on the node.
+ */
+export const MAX_ARGV_ENV_BYTES = 1024 * 1024;
+
 export const MAX_GPUS_PER_JOB = 16;
+/** The last millisecond of year 9999: a later time has no ISO-8601 form with a four-digit year. */
+const MAX_TIME_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 /** The body of `POST /jobs/`. Unknown fields are refused, so a misspelt requirement is not silently dropped. */
-export const jobCreateBody = z.strictObject({
+const jobCreateFields = z.strictObject({
   job_name: z.string().trim().min(1).max(200).optional(),
   docker_image: z.string().min(1).max(512).describe('image reference; may carry :tag or @sha256:digest, then docker_tag must be omitted'),
   docker_tag: z.string().regex(TAG, 'a Docker tag: letters, digits, _ . - (max 128)').optional(),
-  command: z.array(z.string().max(8192)).max(256).optional().describe('replaces the image entrypoint'),
-  args: z.array(z.string().max(8192)).max(1024).optional().describe('replaces the image CMD'),
+  command: z.array(argument()).max(256).optional().describe('replaces the image entrypoint'),
+  args: z.array(argument()).max(1024).optional().describe('replaces the image CMD'),
   env: z
-    .record(z.string().regex(ENV_NAME, 'environment variable names are [A-Za-z_][A-Za-z0-9_]*'), z.string().max(32768))
+    .record(envName(), withoutNul(32768, 'a value'))
     .refine((r) => Object.keys(r).length <= 256, 'at most 256 variables')
-    .optional(),
+    .optional()
+    .describe("environment variables; NVIDIA_*, CUDA_VISIBLE_DEVICES, LD_* and IMAGEPOD_* are the node's to set"),
   input_data: z.json().optional().describe('delivered to the container as /imagepod/input.json'),
   gpu_memory_required: mib().default(0).describe('MiB on each GPU'),
   gpu_count: z
@@ -60,6 +103,14 @@ export const jobCreateBody = z.strictObject({
     .max(2048)
     .optional()
     .describe("POSTed the job's final state, signed with the owner's webhook secret"),
+});
+/** The body of `POST /jobs/`, with the checks that span fields. */
+export const jobCreateBody = jobCreateFields.superRefine((b, ctx) => {
+  const bytes = (list: readonly string[] | undefined) => (list ?? []).reduce((n, s) => n + Buffer.byteLength(s) + 1, 0);
+  const env = Object.entries(b.env ?? {}).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v) + 2, 0);
+  if (bytes(b.command) + bytes(b.args) + env > MAX_ARGV_ENV_BYTES) {
+    ctx.addIssue({ code: 'custom', path: ['env'], message: `command, args and env together may not exceed ${MAX_ARGV_ENV_BYTES} bytes` });
+  }
 });
 export type JobCreateBody = z.infer<typeof jobCreateBody>;
 
@@ -121,6 +172,23 @@ export const jobPayload = z.object({
 });
 export type JobPayload = z.infer<typeof jobPayload>;
 
+/**
+ * Whether an image's registry is the node itself or link-local (where cloud metadata answers):
+ * Docker talks plain HTTP to a loopback registry, so such a name would turn pulls into requests
+ * to the node's own ports. A cache on each node belongs in the engine's `registry-mirrors`.
+ */
+function nodeLocalRegistry(name: string): boolean {
+  const first = name.split('/')[0] ?? '';
+  if (!name.includes('/') || !/[.:]|^localhost$/.test(first)) return false;
+  const host = first.replace(/:\d+$/, '').toLowerCase();
+  const v4 = /^(\d+)\.(\d+)\.\d+\.\d+$/.exec(host);
+  return (
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
+    (v4 !== null && (v4[1] === '127' || v4[1] === '0' || (v4[1] === '169' && v4[2] === '254')))
+  );
+}
+
 export function splitImageReference(
   image: string,
   tag: string | undefined,
@@ -142,6 +210,9 @@ export function splitImageReference(
   }
   if (!IMAGE_NAME.test(name)) {
     return { field: 'docker_image', error: 'not a valid image name (e.g. pytorch/pytorch, ghcr.io/org/app)' };
+  }
+  if (nodeLocalRegistry(name)) {
+    return { field: 'docker_image', error: 'a registry on the node itself or on the link-local network may not be pulled from' };
   }
   if (tag !== undefined && (embeddedTag !== null || digest !== null)) {
     return { field: 'docker_tag', error: 'docker_image already carries a tag or digest' };
@@ -191,7 +262,7 @@ export const jobLogAppend = z.strictObject({
       z.strictObject({
         stream: z.enum(['stdout', 'stderr', 'system']),
         text: z.string().max(16384),
-        time: z.number().int().positive().optional().describe('ms since the epoch; default now'),
+        time: z.number().int().positive().max(MAX_TIME_MS).optional().describe('ms since the epoch; default now'),
       }),
     )
     .min(1)
@@ -329,3 +400,13 @@ export const jobCreateQuery = (waitMaxSeconds: number) =>
       .optional()
       .describe('answer 200 with the finished job if it ends within this many seconds, else 201 with the job as it is then'),
   });
+
+/** The `Idempotency-Key` header of `POST /jobs/` and `POST /jobs/batch` (see services/idempotency.ts). */
+export const idempotencyKey = z
+  .string()
+  .regex(/^[\x20-\x7e]{1,255}$/, '1-255 printable ASCII characters')
+  .describe(
+    'a repeat within 24 hours from the same user with the same key and body answers as the first request did (header ' +
+      '`Idempotent-Replayed: true`) and submits nothing; the same key with another body is a 422 (`idempotency_key_reused`), ' +
+      'one whose first request is still in progress a 409 (`idempotency_in_progress`, with `Retry-After`)',
+  );

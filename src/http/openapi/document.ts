@@ -9,7 +9,7 @@ export type JsonSchema = { [key: string]: unknown };
 
 export interface ParameterObject {
   name: string;
-  in: 'path' | 'query';
+  in: 'path' | 'query' | 'header';
   required: boolean;
   description?: string;
   schema: JsonSchema;
@@ -124,7 +124,13 @@ const ERROR_RESPONSES: Record<number, { name: string; description: string }> = {
   403: { name: 'Forbidden', description: 'This caller may not do this.' },
   404: { name: 'NotFound', description: 'No such thing, or none this caller may see.' },
   409: { name: 'Conflict', description: 'It cannot be done in the state things are in; `error` says which conflict.' },
+  422: { name: 'Unprocessable', description: 'Well-formed but not to be done as asked; `error` says why (`idempotency_key_reused`).' },
   413: { name: 'PayloadTooLarge', description: 'The body is larger than this server accepts.' },
+  429: {
+    name: 'RateLimited',
+    description:
+      'Over a rate limit (`rate_limited`): jobs per user, registrations, sign-ins or refused credentials per address; retry after `Retry-After` seconds.',
+  },
   503: { name: 'Unavailable', description: 'The store is unavailable; retry after `Retry-After` seconds.' },
 };
 
@@ -261,6 +267,7 @@ export function buildOpenApiDocument(ops: readonly OperationSpec[], opts: Docume
   for (const op of ops) {
     if (op.query) input.use(op.query);
     if (op.body) input.use(op.body);
+    for (const h of op.headers ?? []) input.use(h.schema);
     for (const name of pathParamNames(op.path)) input.use(paramOf(name).schema);
     for (const r of Object.values(op.responses)) {
       if (r.schema) output.use(r.schema);
@@ -330,6 +337,8 @@ export function errorStatuses(op: OperationSpec): number[] {
   if (op.callers.length > 0) {
     out.add(401);
     out.add(403);
+    // Past IMAGEPOD_RATE_LIMIT_AUTH_FAILURES_PER_MIN an address's refused tokens get 429 (rate-limit.ts).
+    out.add(429);
     out.add(503);
   }
   for (const status of Object.keys(op.responses)) out.delete(Number(status));
@@ -358,6 +367,18 @@ function operationObject(
         schema,
       });
     }
+  }
+
+  for (const h of op.headers ?? []) {
+    const { description, ...schema } = inSchema(h.schema);
+    parameters.push({
+      name: h.name,
+      in: 'header',
+      required: false,
+      ...(typeof description === 'string' && { description }),
+      schema,
+      example: h.example,
+    });
   }
 
   const schemes = [...new Set(op.callers.flatMap((c) => SCHEMES_OF[c]))];

@@ -4,6 +4,7 @@ import { agentConfig } from '../../domain/schemas/agent.js';
 import { healthView, notReadyView, readyView } from '../../domain/schemas/health.js';
 import { meView, tokenCreateBody, tokenCreated } from '../../domain/schemas/identity.js';
 import {
+  idempotencyKey,
   jobBatchBody,
   jobBatchCreated,
   jobCreateBody,
@@ -101,11 +102,23 @@ export interface OperationSpec {
   /** Said beside the callers when a handler narrows them further ("an agent: its own node"). */
   readonly callersNote?: string;
   readonly query?: z.ZodObject;
+  /** Request headers it reads, besides credentials. */
+  readonly headers?: readonly HeaderSpec[];
   readonly body?: z.ZodType;
   readonly responses: Readonly<Record<number, ResponseSpec>>;
   /** Error statuses beyond those every operation of its kind can answer (see document.ts). */
   readonly errors?: readonly number[];
 }
+
+/** A request header an operation reads (never required). */
+export interface HeaderSpec {
+  readonly name: string;
+  readonly schema: z.ZodType;
+  readonly example: string;
+}
+
+/** Submissions: a client's retry with the same key never makes a second job. */
+const IDEMPOTENCY_KEY: HeaderSpec = { name: 'Idempotency-Key', schema: idempotencyKey, example: '7f8e2b0c-train-run-42' };
 
 /** Express path parameters, by their name in the route, with their name in the document. */
 export const PATH_PARAMS: Readonly<Record<string, { name: string; schema: z.ZodType; example: string; description: string }>> = {
@@ -299,12 +312,13 @@ export function operations({ apiBase, pageSizeMax, jobWaitMaxSeconds }: Operatio
       tag: Tag.Jobs,
       callers: people,
       query: jobCreateQuery(jobWaitMaxSeconds),
+      headers: [IDEMPOTENCY_KEY],
       body: jobCreateBody,
       responses: {
         200: { description: 'with `wait`: the job ended within the wait', schema: jobView },
         201: { description: 'queued (with `wait`: not ended yet); `worst_case_cost` is what it could cost at most', schema: jobView },
       },
-      errors: [402],
+      errors: [402, 409, 422],
     },
     {
       method: 'post',
@@ -313,9 +327,10 @@ export function operations({ apiBase, pageSizeMax, jobWaitMaxSeconds }: Operatio
       summary: 'Submit up to 1,000 jobs: all valid and within budget, or none',
       tag: Tag.Jobs,
       callers: people,
+      headers: [IDEMPOTENCY_KEY],
       body: jobBatchBody,
       responses: { 201: { description: 'all queued, in the order given', schema: jobBatchCreated } },
-      errors: [402],
+      errors: [402, 409, 422],
     },
     {
       method: 'get',
@@ -503,7 +518,7 @@ export function operations({ apiBase, pageSizeMax, jobWaitMaxSeconds }: Operatio
       callers: [],
       body: sessionBody,
       responses: { 204: { description: 'signed in: the cookie is set' } },
-      errors: [401],
+      errors: [401, 429],
     },
     {
       method: 'delete',

@@ -3,12 +3,13 @@ import { agentRegisterBody } from '../../domain/schemas/node.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { agentIdOf } from '../ids.js';
+import { limitRegistrations } from '../rate-limit.js';
 import { parse } from '../validate.js';
 
 export function agentRoutes(ctx: RouteContext): Router {
   const r = Router();
 
-  r.post('/agents/register', allow(Caller.Registrar, Caller.Admin), async (req, res) => {
+  r.post('/agents/register', allow(Caller.Registrar, Caller.Admin), limitRegistrations(ctx.rateLimits), async (req, res) => {
     const body = parse(agentRegisterBody, req.body);
     const { node, apiKey, agentId } = await ctx.nodes.registerAgent(body);
     res

@@ -13,10 +13,12 @@ import {
   jobStatusBatch,
   jobStatusReport,
 } from '../../domain/schemas/job.js';
+import { IDEMPOTENCY_HEADER, parseIdempotencyKey } from '../../services/idempotency.js';
 import { toLogLine } from '../../services/job-service.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { jobIdOf } from '../ids.js';
+import { limitSubmissions } from '../rate-limit.js';
 import { parse } from '../validate.js';
 import { waitForJob } from '../wait-for-job.js';
 
@@ -29,21 +31,37 @@ export function jobRoutes(ctx: RouteContext): Router {
   const listQuery = jobListQuery(ctx.config.limits.pageSizeMax);
   const createQuery = jobCreateQuery(ctx.config.jobWaitMaxSeconds);
 
-  r.post('/jobs/batch', people, async (req, res) => {
+  r.post('/jobs/batch', people, limitSubmissions(ctx.rateLimits, 'batch'), async (req, res) => {
     const p = principalOf(req);
     if (p.kind !== 'user') return;
     const body = parse(jobBatchBody, req.body);
-    res.status(201).json({ items: await jobs.createBatch(p.userId, body.jobs) } satisfies JobBatchCreated);
+    const key = parseIdempotencyKey(req.get(IDEMPOTENCY_HEADER));
+    const answer = await ctx.idempotency.submit(
+      p.userId,
+      key,
+      { kind: 'batch', body, jobs: body.jobs.length },
+      201,
+      async (fixed): Promise<JobBatchCreated> => ({ items: await jobs.createBatch(p.userId, body.jobs, fixed) }),
+    );
+    if (answer.replayed) res.set('Idempotent-Replayed', 'true');
+    res.status(answer.status).json(answer.body);
   });
 
-  r.post('/jobs', people, async (req, res) => {
+  r.post('/jobs', people, limitSubmissions(ctx.rateLimits, 'one'), async (req, res) => {
     const p = principalOf(req);
     if (p.kind !== 'user') return;
     const q = parse(createQuery, req.query, 'query');
-    const job = await jobs.create(p.userId, parse(jobCreateBody, req.body));
+    const body = parse(jobCreateBody, req.body);
+    const key = parseIdempotencyKey(req.get(IDEMPOTENCY_HEADER));
+    // A repeat answers as the first request did (the job as submitted); with `wait` it waits again.
+    const answer = await ctx.idempotency.submit(p.userId, key, { kind: 'job', body, jobs: 1 }, 201, (fixed) =>
+      jobs.create(p.userId, body, fixed),
+    );
+    const job = answer.body;
+    if (answer.replayed) res.set('Idempotent-Replayed', 'true');
     res.location(`${req.baseUrl}/jobs/${job.id}`);
     if (q.wait === undefined) {
-      res.status(201).json(job);
+      res.status(answer.status).json(job);
       return;
     }
     // ?wait=: 200 with the finished job if it ends in time, else 201 with it as it is then.
@@ -118,6 +136,11 @@ async function followLogs(
     Connection: 'keep-alive',
     'X-Accel-Buffering': 'no',
   });
+  // HEAD gets the headers only: a stream that never ends would never send them.
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
   // Send the headers now, not with the first line: a client sees the stream open at once.
   res.flushHeaders();
   const send = (event: string, data: unknown, id?: string) =>

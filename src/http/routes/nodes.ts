@@ -5,6 +5,7 @@ import { availableNodesQuery, heartbeatBody, nodeListQuery, nodePatchBody, nodeR
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { nodeIdOf } from '../ids.js';
+import { limitRegistrations } from '../rate-limit.js';
 import { parse } from '../validate.js';
 
 export function nodeRoutes(ctx: RouteContext): Router {
@@ -21,7 +22,7 @@ export function nodeRoutes(ctx: RouteContext): Router {
   const mayReadNode = (p: ReturnType<typeof principalOf>, nodeId: string) =>
     p.kind === 'user' || (p.kind === 'agent' && p.nodeId === nodeId);
 
-  r.post('/nodes/register', registrar, async (req, res) => {
+  r.post('/nodes/register', registrar, limitRegistrations(ctx.rateLimits), async (req, res) => {
     const body = parse(nodeRegisterBody, req.body);
     const { node, apiKey } = await nodes.registerNode(body);
     res

@@ -41,6 +41,11 @@ export function overviewRoutes(ctx: RouteContext): Router {
       Connection: 'keep-alive',
       'X-Accel-Buffering': 'no',
     });
+    // HEAD gets the headers only: a stream that never ends would never send them.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     res.write('retry: 3000\n\n');
     let open = true;
     const send = (event: string, data: unknown) => {

@@ -3,6 +3,7 @@ import { UnauthorizedError } from '../../domain/errors.js';
 import { sessionBody } from '../../domain/schemas/session.js';
 import type { PersonTokenVerifier } from '../auth.js';
 import type { RouteContext } from '../context.js';
+import { limitSignIns } from '../rate-limit.js';
 import { clearedSessionCookie, readCookie, SESSION_COOKIE, sessionCookie } from '../session.js';
 import { parse } from '../validate.js';
 
@@ -13,7 +14,7 @@ import { parse } from '../validate.js';
 export function sessionRoutes(ctx: RouteContext, verifyPerson: PersonTokenVerifier): Router {
   const r = Router();
 
-  r.post('/session', async (req, res) => {
+  r.post('/session', limitSignIns(ctx.rateLimits), async (req, res) => {
     const { token } = parse(sessionBody, req.body);
     const verified = verifyPerson(token);
     if (verified === null) throw new UnauthorizedError("the token was not accepted: sign in with a person's JWT");

@@ -20,11 +20,17 @@ if moneyBudget or gpuBudget then
     spentMoney = spentMoney + (tonumber(s[1]) or 0)
     spentGpu = spentGpu + (tonumber(s[2]) or 0)
   end
+  -- A job asked for again (a resumed submission, see idempotency.ts) is not counted twice.
+  local asking = {}
+  for i = 4, #ARGV do asking[ARGV[i]] = true end
   local heldMoney, heldGpu = 0, 0
-  for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
-    local m, g = string.match(v, '([^|]+)|([^|]+)')
-    heldMoney = heldMoney + tonumber(m)
-    heldGpu = heldGpu + tonumber(g)
+  local holds = redis.call('HGETALL', KEYS[2])
+  for i = 1, #holds, 2 do
+    if not asking[holds[i]] then
+      local m, g = string.match(holds[i + 1], '([^|]+)|([^|]+)')
+      heldMoney = heldMoney + tonumber(m)
+      heldGpu = heldGpu + tonumber(g)
+    end
   end
   local askMoney, askGpu = 0, 0
   for i = 1, #money do

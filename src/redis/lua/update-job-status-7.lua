@@ -32,6 +32,13 @@ local status, node = cur[1], cur[2] or ''
 
 if ARGV[4] == '1' and redis.call('GET', lock) ~= token then return {'err', 'lock_lost', status} end
 if newStatus ~= 'assigned' and reporter ~= '' and node ~= reporter then return {'err', 'not_assigned', status} end
+-- A claim of a job assigned to another node is a new claim (a stalled job BullMQ handed on, with
+-- a lock of its own), never the same claim: another agent that read that node's lock token from
+-- the queue's keys may not take the job over with it.
+if newStatus == 'assigned' and reporter ~= '' and node ~= '' and node ~= reporter
+  and redis.call('HGET', rec, 'claim_sha1') == redis.sha1hex(token) then
+  return {'err', 'not_assigned', status}
+end
 
 if FINAL[status] then
   if status == newStatus and (reporter == '' or node == reporter) then
@@ -53,7 +60,7 @@ if not csvSet(ARGV[5])[status] then return {'err', 'conflict', status} end
 if newStatus == 'assigned' then
   redis.call('HDEL', rec, 'started_at', 'progress', 'exit_code', 'status_message', 'status_reason')
   redis.call('HINCRBY', rec, 'attempts', 1)
-  redis.call('HSET', rec, 'node_id', reporter, 'assigned_at', ARGV[7])
+  redis.call('HSET', rec, 'node_id', reporter, 'assigned_at', ARGV[7], 'claim_sha1', redis.sha1hex(token))
 end
 
 -- The attempt that ran, to be billed: from its running report, else from how long the agent says it ran.

@@ -86,14 +86,18 @@ const DENIED: readonly Range[] = [
     '100::/64',
     '2001::/32',
     '2001:db8::/32',
+    // IPv4-compatible (deprecated) and IPv4-translated (SIIT) forms: nothing public answers there.
+    '::/96',
+    '::ffff:0:0:0/96',
   ].map(range('reserved')),
 ];
 
-/** IPv6 forms that carry an IPv4 address, which is judged instead: mapped, compatible, NAT64, 6to4. */
+/** IPv6 forms that carry an IPv4 address, which is judged first: mapped, translated, compatible, NAT64, 6to4. */
 function embeddedIPv4(b: Uint8Array): Uint8Array | null {
   if (b.length !== 16) return null;
   const zeros = (from: number, to: number) => b.subarray(from, to).every((x) => x === 0);
   if (zeros(0, 10) && b[10] === 0xff && b[11] === 0xff) return b.subarray(12, 16);
+  if (zeros(0, 8) && b[8] === 0xff && b[9] === 0xff && b[10] === 0 && b[11] === 0) return b.subarray(12, 16);
   if (zeros(0, 12) && b[12] !== 0) return b.subarray(12, 16);
   if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zeros(4, 12)) return b.subarray(12, 16);
   if (b[0] === 0x20 && b[1] === 0x02) return b.subarray(2, 6);
