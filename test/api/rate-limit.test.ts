@@ -1,16 +1,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Request } from 'express';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../../src/cli/mint-token.js';
 import { loadApiConfig } from '../../src/config/api-config.js';
 import { API_BASE } from '../../src/http/app.js';
 import { clientAddress } from '../../src/http/rate-limit.js';
-import { type ApiServer, startApiServer } from '../../src/server.js';
-import { RTX_4090_NODE, registerNode, startTestApi, type TestApi } from '../support/api.js';
+import type { ApiServer } from '../../src/server.js';
+import { RTX_4090_NODE, registerNode, startReplica, startTestApi, type TestApi } from '../support/api.js';
 import { type CallOptions, call, type Reply } from '../support/http.js';
-import { REDIS_URL } from '../support/redis.js';
 
 /**
  * Rate limits per principal: jobs per user, registrations and sign-ins per client address, and
@@ -34,18 +32,7 @@ let second: ApiServer;
 beforeAll(async () => {
   // A minute's window: no window ends between a test's requests, so counts are exact.
   t = await startTestApi('rate-limit', LIMITS);
-  second = await startApiServer(
-    loadApiConfig({
-      IMAGEPOD_REDIS_URL: REDIS_URL,
-      IMAGEPOD_KEY_PREFIX: t.prefix,
-      IMAGEPOD_JWT_SECRET: t.secret,
-      IMAGEPOD_REGISTRATION_TOKEN: t.registrationToken,
-      IMAGEPOD_HOST: '127.0.0.1',
-      IMAGEPOD_PORT: '0',
-      ...LIMITS,
-    }),
-    pino({ level: 'silent' }),
-  );
+  second = await startReplica(t, LIMITS);
 });
 afterAll(async () => {
   await second?.close();

@@ -4,14 +4,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadApiConfig } from '../../src/config/api-config.js';
 import { Keys } from '../../src/redis/keys.js';
-import { type ApiServer, startApiServer } from '../../src/server.js';
+import type { ApiServer } from '../../src/server.js';
 import { ENQUEUE_GRACE_MS } from '../../src/services/job-model.js';
 import { waitFor } from '../support/agent.js';
-import { registerNode, startTestApi, type TestApi } from '../support/api.js';
+import { registerNode, startReplica, startTestApi, type TestApi } from '../support/api.js';
 import { TestClaimer } from '../support/claim.js';
 import { jobsOf } from '../support/jobs.js';
 import { REDIS_URL } from '../support/redis.js';
@@ -39,18 +37,7 @@ beforeAll(async () => {
   hooks = await startReceiver();
   t = await startTestApi('job-reaper', ENV);
   keys = new Keys(t.prefix);
-  replica = await startApiServer(
-    loadApiConfig({
-      IMAGEPOD_REDIS_URL: REDIS_URL,
-      IMAGEPOD_KEY_PREFIX: t.prefix,
-      IMAGEPOD_JWT_SECRET: t.secret,
-      IMAGEPOD_REGISTRATION_TOKEN: t.registrationToken,
-      IMAGEPOD_HOST: '127.0.0.1',
-      IMAGEPOD_PORT: '0',
-      ...ENV,
-    }),
-    pino({ level: 'silent' }),
-  );
+  replica = await startReplica(t, ENV);
   node = await registerNode(t, {
     node_name: 'reaper-node',
     hostname: 'reaper-node',

@@ -22,16 +22,15 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-/** Starts a real API server on a random port over the real Redis, under a fresh key prefix. */
-export async function startTestApi(name: string, env: Record<string, string> = {}, logger?: Logger): Promise<TestApi> {
-  const prefix = uniquePrefix(name);
-  const secret = randomBytes(32).toString('hex');
-  const registrationToken = `reg-${randomBytes(16).toString('hex')}`;
-  const config = loadApiConfig({
+function testApiConfig(
+  shared: { prefix: string; secret: string; registrationToken: string },
+  env: Record<string, string>,
+): ReturnType<typeof loadApiConfig> {
+  return loadApiConfig({
     IMAGEPOD_REDIS_URL: REDIS_URL,
-    IMAGEPOD_KEY_PREFIX: prefix,
-    IMAGEPOD_JWT_SECRET: secret,
-    IMAGEPOD_REGISTRATION_TOKEN: registrationToken,
+    IMAGEPOD_KEY_PREFIX: shared.prefix,
+    IMAGEPOD_JWT_SECRET: shared.secret,
+    IMAGEPOD_REGISTRATION_TOKEN: shared.registrationToken,
     IMAGEPOD_HOST: '127.0.0.1',
     IMAGEPOD_PORT: '0',
     // Rate limits off unless a test turns them on: files register hundreds of nodes and submit
@@ -42,7 +41,22 @@ export async function startTestApi(name: string, env: Record<string, string> = {
     IMAGEPOD_RATE_LIMIT_AUTH_FAILURES_PER_MIN: '0',
     ...env,
   });
-  const api = await startApiServer(config, logger ?? pino({ level: process.env.IMAGEPOD_TEST_LOG_LEVEL ?? 'silent' }));
+}
+
+/** A second API server on the same Redis prefix and secrets as `t`: another replica. */
+export function startReplica(t: TestApi, env: Record<string, string> = {}): Promise<ApiServer> {
+  return startApiServer(testApiConfig(t, env), pino({ level: 'silent' }));
+}
+
+/** Starts a real API server on a random port over the real Redis, under a fresh key prefix. */
+export async function startTestApi(name: string, env: Record<string, string> = {}, logger?: Logger): Promise<TestApi> {
+  const prefix = uniquePrefix(name);
+  const secret = randomBytes(32).toString('hex');
+  const registrationToken = `reg-${randomBytes(16).toString('hex')}`;
+  const api = await startApiServer(
+    testApiConfig({ prefix, secret, registrationToken }, env),
+    logger ?? pino({ level: process.env.IMAGEPOD_TEST_LOG_LEVEL ?? 'silent' }),
+  );
   const redis = testRedis();
   const tokens = {
     alice: mintToken(secret, 'alice', 'user', '1h'),

@@ -19,6 +19,7 @@ import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { jobIdOf } from '../ids.js';
 import { limitSubmissions } from '../rate-limit.js';
+import { openEventStream } from '../sse.js';
 import { parse } from '../validate.js';
 import { waitForJob } from '../wait-for-job.js';
 
@@ -130,19 +131,7 @@ async function followLogs(
   first: { items: { id: string }[]; next_cursor: string | null },
   ended: () => Promise<string | null>,
 ): Promise<void> {
-  res.writeHead(200, {
-    'Content-Type': 'text/event-stream',
-    'Cache-Control': 'no-cache',
-    Connection: 'keep-alive',
-    'X-Accel-Buffering': 'no',
-  });
-  // HEAD gets the headers only: a stream that never ends would never send them.
-  if (req.method === 'HEAD') {
-    res.end();
-    return;
-  }
-  // Send the headers now, not with the first line: a client sees the stream open at once.
-  res.flushHeaders();
+  if (!openEventStream(req, res)) return;
   const send = (event: string, data: unknown, id?: string) =>
     res.write(`${id ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   for (const line of first.items) send('line', line, line.id);

@@ -5,6 +5,7 @@ import { SHARED_SUMMARY_MS } from '../../services/fleet-overview.js';
 import type { JobEvent } from '../../services/job-events.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
+import { openEventStream } from '../sse.js';
 import { parse } from '../validate.js';
 
 /** How often `GET /events` sends the queues and the fleet. */
@@ -35,17 +36,7 @@ export function overviewRoutes(ctx: RouteContext): Router {
     const p = principalOf(req);
     const admin = isAdmin(p);
     const own = p.kind === 'user' ? p.userId : '';
-    res.writeHead(200, {
-      'Content-Type': 'text/event-stream',
-      'Cache-Control': 'no-cache',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
-    // HEAD gets the headers only: a stream that never ends would never send them.
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
+    if (!openEventStream(req, res)) return;
     res.write('retry: 3000\n\n');
     let open = true;
     const send = (event: string, data: unknown) => {
