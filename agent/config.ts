@@ -70,6 +70,7 @@ const schema = z
     IMAGEPOD_MAX_STALLED_COUNT: envInt(0, 100).default(2),
     IMAGEPOD_LOCK_WATCHDOG_MS: envInt(1000).default(600_000),
     IMAGEPOD_CLAIM_SCAN_LIMIT: envInt(1, 10_000).default(256),
+    IMAGEPOD_CLAIM_BATCH: envInt(1, 256).default(16),
     IMAGEPOD_RESCAN_INTERVAL_MS: envInt(100).default(30_000),
     IMAGEPOD_STARVATION_MS: envInt(0).default(300_000),
     IMAGEPOD_END_ALLOWANCE_MS: envInt(0).default(90_000),
@@ -154,6 +155,8 @@ export interface AgentConfig {
   };
   readonly claim: {
     readonly scanLimit: number;
+    /** At most this many jobs claimed in one step (each still has to fit what is left). */
+    readonly claimBatch: number;
     readonly rescanIntervalMs: number;
     readonly starvationMs: number;
     /** How long past its time limit a job may hold its resources (pull, stop grace), for shadow times. */
@@ -218,6 +221,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
     },
     claim: {
       scanLimit: e.IMAGEPOD_CLAIM_SCAN_LIMIT,
+      claimBatch: e.IMAGEPOD_CLAIM_BATCH,
       rescanIntervalMs: e.IMAGEPOD_RESCAN_INTERVAL_MS,
       starvationMs: e.IMAGEPOD_STARVATION_MS,
       endAllowanceMs: e.IMAGEPOD_END_ALLOWANCE_MS,

@@ -5,6 +5,8 @@ import type { AgentState, Claimed, QueueHandle, ScanResult, Starving } from './q
 
 export interface ClaimLoopOptions {
   readonly scanLimit: number;
+  /** At most this many jobs taken in one claim (a busy agent takes small jobs by the handful). */
+  readonly claimBatch: number;
   /** A job that would fit this node when empty and has waited this long gets a reservation. */
   readonly starvationMs: number;
   /** Look again this often even without a wake-up (a stalled job's return emits none). */
@@ -134,19 +136,19 @@ export class ClaimLoop {
 
     const { state, capacity } = this.state();
     const { scanLimit, starvationMs } = this.opts;
+    const batch = Math.max(1, Math.min(this.opts.claimBatch, this.resources.slotsFree));
     // One queue: look and take in one step. Several: look at all, then take from the best one
     // (in one step again, so agents racing for it each get a job rather than the same one).
     const single = this.queues.length === 1;
     const scanStart = performance.now();
     const scans = await Promise.all(
-      this.queues.map(async (q) => ({ q, r: await q.scan(state, capacity, scanLimit, starvationMs, single) })),
+      this.queues.map(async (q) => ({ q, r: await q.scan(state, capacity, scanLimit, starvationMs, single ? batch : 0) })),
     );
     this.opts.onScan?.((performance.now() - scanStart) / 1000);
 
     if (this.reservation === null && (await this.considerReservation(scans))) {
       // Hand back what the single-queue scan took, if anything: the reservation changes what fits.
-      const taken = scans[0]?.r.claimed;
-      if (taken) await taken.job.moveToWait(taken.token).catch(() => {});
+      for (const taken of scans[0]?.r.claimed ?? []) await taken.job.moveToWait(taken.token).catch(() => {});
       return true;
     }
 
@@ -161,10 +163,9 @@ export class ClaimLoop {
       if (better) pick = { q, ...b };
     }
     if (pick === null) return false;
-    const claimed = single ? (scans[0]?.r.claimed ?? null) : (await pick.q.scan(state, capacity, scanLimit, starvationMs, true)).claimed;
-    // Another agent was quicker: look again.
-    if (claimed === null) return true;
-    this.accept(claimed, null);
+    const claimed = single ? (scans[0]?.r.claimed ?? []) : (await pick.q.scan(state, capacity, scanLimit, starvationMs, batch)).claimed;
+    // None left means another agent was quicker: look again.
+    for (const c of claimed) this.accept(c, null);
     return true;
   }
 

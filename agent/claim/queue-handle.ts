@@ -35,8 +35,8 @@ export interface ScanResult {
   readonly starving: Starving | null;
   /** An older starving job another node holds: this node may take it over if it would start it sooner. */
   readonly starvingElsewhere: Starving | null;
-  /** The job taken, when the scan was asked to claim. */
-  readonly claimed: Claimed | null;
+  /** The jobs taken, best first, when the scan was asked to claim (none when it only looked). */
+  readonly claimed: readonly Claimed[];
 }
 
 /** A job past the starvation bound that would fit this node empty. */
@@ -141,11 +141,11 @@ export class QueueHandle {
 
   /**
    * Looks at this queue's waiting jobs and says which one this agent should take (and which one
-   * is starving); with `claim`, takes it in the same step.
+   * is starving); with `claim` > 0, takes it in the same step, and up to `claim` jobs in all.
    */
-  async scan(state: AgentState, capacity: AgentState, scanLimit: number, starvationMs: number, claim = false): Promise<ScanResult> {
+  async scan(state: AgentState, capacity: AgentState, scanLimit: number, starvationMs: number, claim = 0): Promise<ScanResult> {
     const k = this.worker.keys;
-    const token = claim ? randomUUID() : '';
+    const token = claim > 0 ? randomUUID() : '';
     const r = (await this.cmd.scanQueue(
       k.wait as string,
       k.prioritized as string,
@@ -162,18 +162,19 @@ export class QueueHandle {
       token,
       this.opts.lockDurationMs,
       this.opts.workerName,
-    )) as [string, number, number, number, string, number, string, unknown, string, number, string];
+      Math.max(1, claim),
+    )) as [string, number, number, number, string, number, string, [string, unknown][], string, number, string];
     const best = r[0] ? { jobId: r[0], priority: Number(r[1]), stranded: Number(r[2]), enqueuedAt: Number(r[3]) } : null;
-    let claimed: Claimed | null = null;
-    if (claim && best !== null && Array.isArray(r[7]) && r[7].length > 0) {
-      const raw = pairsToRecord(r[7]);
-      claimed = {
+    const claimed = (Array.isArray(r[7]) ? r[7] : []).map(([jobId, hash], i): Claimed => {
+      const raw = pairsToRecord(hash);
+      return {
         queue: this,
-        job: Job.fromJSON<JobPayload>(this.worker, raw as never, best.jobId),
-        token,
+        job: Job.fromJSON<JobPayload>(this.worker, raw as never, jobId),
+        // The script's tokens: the first job gets the one given, the n-th further "<token>-<n>".
+        token: i === 0 ? token : `${token}-${i}`,
         deferredFailure: raw.defa ?? null,
       };
-    }
+    });
     return {
       best,
       starving: r[4] ? { jobId: r[4], enqueuedAt: Number(r[5]), holder: parseHolder(r[6]) } : null,

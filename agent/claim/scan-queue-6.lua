@@ -16,6 +16,9 @@
   With a lock token it also claims the job it chose, in the same step, exactly as BullMQ's
   moveToActive would (so BullMQ's lock extension, stalled check and moveToFinished treat it as
   any other active job): agents racing for the same queue each get a job, not the same one.
+  It may claim up to ARGV[10] jobs: after each, it takes what that job holds off the free
+  resources and picks again, by the same rule, among the jobs it has read. A busy agent so takes
+  a handful of small jobs in one step, and its reports about them travel together.
 
   A job's requirements are read from the string at the head of its payload
   (`{"v":2,"req":"g=..;m=..;f=..;c=..;r=..;n=..;s=..;p=..;t=..;u=.."`) without decoding the rest.
@@ -28,10 +31,11 @@
            "capped": [owner, ...], "skip": [job id, ...]}
   ARGV[3] the same resources as if the node were empty (its capacity)
   ARGV[4] how many waiting jobs to look at  ARGV[5] now ms  ARGV[6] starvation bound ms
-  ARGV[7] lock token ('' to only look)  ARGV[8] lock duration ms  ARGV[9] worker name
+  ARGV[7] lock token ('' to only look; the n-th further job claimed gets "<token>-<n>")
+  ARGV[8] lock duration ms  ARGV[9] worker name  ARGV[10] how many jobs to claim at most (1)
   Returns {best id, its priority, its stranded MiB, its timestamp,
            starving id, its timestamp, its reservation (this node's or ''),
-           the claimed job's hash (flat) or {},
+           the claimed jobs, best first: {{id, hash (flat)}, ...} or {},
            starving job another node holds, its timestamp, its reservation }   ('' / 0 when none)
 ]]
 -- @include lock-active
@@ -67,9 +71,9 @@ local function parse(data)
   return req
 end
 
--- Stranded MiB if the job ran here now (the free memory left on the devices it would use), or
--- nil when it does not fit. Its GPUs come from one family: for each allowed family, the devices
--- with the least free memory that hold it.
+-- Stranded MiB if the job ran here now (the free memory left on the devices it would use), and
+-- those devices; nil when it does not fit. Its GPUs come from one family: for each allowed
+-- family, the devices with the least free memory that hold it.
 local function fit(req, res)
   if res.slots < 1 or req.c > res.cpu or req.r > res.ram then return nil end
   if req.n and req.n ~= '*' and req.n ~= res.node then return nil end
@@ -91,10 +95,10 @@ local function fit(req, res)
     local usable = heldUntil == nil or (req.t ~= nil and now + req.t * 1000 <= heldUntil)
     if usable and mib >= req.m and (req.f == nil or req.f[fam]) then
       byFamily[fam] = byFamily[fam] or {}
-      table.insert(byFamily[fam], { mib, total })
+      table.insert(byFamily[fam], { mib, total, gpu })
     end
   end
-  local best = nil
+  local best, devices = nil, nil
   for _, list in pairs(byFamily) do
     if #list >= req.g then
       table.sort(list, function(a, b) return a[1] < b[1] end)
@@ -110,10 +114,13 @@ local function fit(req, res)
         local rate = gpuPrice + req.c * res.prices[2] + req.r / 1024 * res.prices[3]
         ok = rate <= tonumber(req.p) + 1e-9
       end
-      if ok and (best == nil or stranded < best) then best = stranded end
+      if ok and (best == nil or stranded < best) then
+        best, devices = stranded, {}
+        for i = 1, req.g do devices[i] = list[i][3] end
+      end
     end
   end
-  return best
+  return best, devices
 end
 
 -- BullMQ serves the wait list first (oldest at its tail), then the prioritized set.
@@ -124,7 +131,10 @@ if #candidates < limit then
   for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, limit - #candidates - 1)) do candidates[#candidates + 1] = id end
 end
 
-local bestId, bestPri, bestStranded, bestTs, bestInWait = '', 0, 0, 0, false
+local want = ARGV[7] ~= '' and math.max(1, tonumber(ARGV[10] or '1') or 1) or 1
+local bestId, bestPri, bestStranded, bestTs, bestInWait, bestDevices = '', 0, 0, 0, false, nil
+-- Every job read that this node could take now, for the further claims of a batch.
+local takeable = {}
 local starvingId, starvingTs, holder = '', 0, ''
 local otherId, otherTs, otherHolder = '', 0, ''
 -- A reservation names its shadow time by Redis' clock; hand it on as the time left until then.
@@ -137,8 +147,9 @@ for n, id in ipairs(candidates) do
   -- Nothing later can beat a perfect fit of the best priority seen (later jobs are younger, and
   -- in the prioritized set of the same or a lower priority), once the starving check is done:
   -- with a perfect fit in hand, only the first 8 jobs are looked at for one that starves (every
-  -- job read costs Redis a parse, and a deep queue of small jobs is read on every claim).
-  if bestId ~= '' and bestStranded == 0 and (starvingId ~= '' or n > 8) then break end
+  -- job read costs Redis a parse, and a deep queue of small jobs is read on every claim). A batch
+  -- claim reads at least as many jobs as it may take.
+  if bestId ~= '' and bestStranded == 0 and n > want and (starvingId ~= '' or n > 8) then break end
   local jobKey = prefix .. id
   local h = redis.call('HMGET', jobKey, 'data', 'defa', 'timestamp', 'priority')
   local req = parse(h[1])
@@ -147,17 +158,18 @@ for n, id in ipairs(candidates) do
   local pri = tonumber(h[4]) or 0
   -- The prioritized set is in priority order: past the best priority found, nothing is better.
   if bestId ~= '' and n > #waiting and pri > bestPri and starvingId ~= '' then break end
-  local stranded = nil
+  local stranded, devices = nil, nil
   if skip[id] then
     stranded = nil
   elseif h[2] then
     stranded, pri = 0, -1
   elseif req and not capped[req.u] then
-    stranded = fit(req, free)
+    stranded, devices = fit(req, free)
   end
   if stranded then
+    takeable[#takeable + 1] = { id = id, req = (not h[2]) and req or nil, pri = pri, ts = ts, inWait = n <= #waiting }
     if bestId == '' or pri < bestPri or (pri == bestPri and (stranded < bestStranded or (stranded == bestStranded and ts < bestTs))) then
-      bestId, bestPri, bestStranded, bestTs, bestInWait = id, pri, stranded, ts, n <= #waiting
+      bestId, bestPri, bestStranded, bestTs, bestInWait, bestDevices = id, pri, stranded, ts, n <= #waiting, devices
     end
   elseif starvingId == '' and req and not skip[id] and not capped[req.u] and now - ts >= starvation and fit(req, capacity) then
     local r = redis.call('GET', jobKey .. ':ip-reserved')
@@ -171,8 +183,36 @@ for n, id in ipairs(candidates) do
 end
 local claimed = {}
 if ARGV[7] ~= '' and bestId ~= '' then
-  if bestInWait then redis.call('LREM', KEYS[1], 1, bestId) else redis.call('ZREM', KEYS[2], bestId) end
-  claimed = lockActive(prefix .. bestId, bestId, KEYS[4], KEYS[5], KEYS[6], ARGV[7], ARGV[8], ARGV[5], ARGV[9])
+  local pick = { id = bestId, inWait = bestInWait, devices = bestDevices }
+  for _, t in ipairs(takeable) do
+    if t.id == bestId then pick.req = t.req end
+  end
+  local taken = {}
+  while pick do
+    if pick.inWait then redis.call('LREM', KEYS[1], 1, pick.id) else redis.call('ZREM', KEYS[2], pick.id) end
+    local token = #claimed == 0 and ARGV[7] or (ARGV[7] .. '-' .. #claimed)
+    claimed[#claimed + 1] = { pick.id, lockActive(prefix .. pick.id, pick.id, KEYS[4], KEYS[5], KEYS[6], token, ARGV[8], ARGV[5], ARGV[9]) }
+    taken[pick.id] = true
+    if #claimed >= want then break end
+    -- What this job holds is no longer free (a job to fail only takes a slot).
+    free.slots = free.slots - 1
+    if pick.req then
+      free.cpu = free.cpu - pick.req.c
+      free.ram = free.ram - pick.req.r
+      for _, gpu in ipairs(pick.devices or {}) do gpu[2] = gpu[2] - pick.req.m end
+    end
+    local nextPick, nPri, nStranded, nTs = nil, 0, 0, 0
+    for _, t in ipairs(takeable) do
+      if not taken[t.id] then
+        local stranded, devices = 0, nil
+        if t.req then stranded, devices = fit(t.req, free) elseif free.slots < 1 then stranded = nil end
+        if stranded and (nextPick == nil or t.pri < nPri or (t.pri == nPri and (stranded < nStranded or (stranded == nStranded and t.ts < nTs)))) then
+          nextPick, nPri, nStranded, nTs = { id = t.id, req = t.req, inWait = t.inWait, devices = devices }, t.pri, stranded, t.ts
+        end
+      end
+    end
+    pick = nextPick
+  end
 end
 if holder ~= '' then holder = timeLeft(holder) end
 if otherHolder ~= '' then otherHolder = timeLeft(otherHolder) end

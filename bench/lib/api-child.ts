@@ -1,8 +1,16 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+export interface ApiChild {
+  readonly url: string;
+  /** CPU time the process has used so far, ms (user + system, from /proc). */
+  cpuMs(): number;
+  stop(): Promise<void>;
+}
+
 /** Starts bench/api-process.ts with `env` and resolves with its URL. */
-export async function startApiChild(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void> }> {
+export async function startApiChild(env: Record<string, string>): Promise<ApiChild> {
   const extra = process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(' ') : [];
   const child = spawn(process.execPath, [...extra, '--import', 'tsx', join(import.meta.dirname, '../api-process.ts')], {
     env: { ...process.env, ...env, IMAGEPOD_HOST: '127.0.0.1', IMAGEPOD_PORT: '0' },
@@ -19,10 +27,22 @@ export async function startApiChild(env: Record<string, string>): Promise<{ url:
   });
   return {
     url,
+    cpuMs: () => processCpuMs(child.pid ?? 0),
     stop: () =>
       new Promise((resolve) => {
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
   };
+}
+
+/** A process's CPU time so far, ms: utime + stime from /proc/<pid>/stat (Linux; 0 elsewhere). */
+export function processCpuMs(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): state is the 1st, utime the 12th, stime the 13th.
+    const rest = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(rest[11]) + Number(rest[12])) * 10;
+  } catch {
+    return 0;
+  }
 }

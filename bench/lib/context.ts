@@ -11,7 +11,7 @@ import { mintToken } from '../../src/cli/mint-token.js';
 import { API_BASE } from '../../src/http/app.js';
 import { Keys } from '../../src/redis/keys.js';
 import { OwnRedis } from '../../test/support/redis-server.js';
-import { startApiChild } from './api-child.js';
+import { type ApiChild, startApiChild } from './api-child.js';
 import { SimExecutor } from './sim-executor.js';
 
 export const SECRET = 's'.repeat(40);
@@ -21,10 +21,12 @@ export const REGISTRATION = 'r'.repeat(32);
 export interface BenchStack {
   readonly redis: OwnRedis;
   readonly client: Redis;
-  readonly api: { url: string; stop: () => Promise<void> };
+  readonly api: ApiChild;
   readonly prefix: string;
   readonly token: string;
   readonly agents: Agent[];
+  /** CPU time Redis has used so far, ms (its INFO). */
+  redisCpuMs(): Promise<number>;
   /** A BullMQ queue of the stack's, to read counts. */
   queue(name: string): Queue;
   post(path: string, body: unknown, token?: string): Promise<{ status: number; body: unknown }>;
@@ -69,6 +71,11 @@ export async function startStack(prefix: string, apiEnv: Record<string, string> 
     prefix,
     token,
     agents,
+    async redisCpuMs() {
+      const info = await client.info('cpu');
+      const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+      return (field('used_cpu_user') + field('used_cpu_sys')) * 1000;
+    },
     queue(name) {
       let q = queues.get(name);
       if (!q) {

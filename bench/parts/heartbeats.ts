@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { ms, percentile, seededRandom, syntheticNode } from '../fleet.js';
 import { type BenchStack, REGISTRATION } from '../lib/context.js';
 import { LoadClient } from '../lib/http.js';
@@ -26,38 +28,33 @@ export async function registerFleet(stack: BenchStack, n: number): Promise<Fleet
   return { nodes };
 }
 
-async function redisCpuSeconds(stack: BenchStack): Promise<number> {
-  const info = await stack.client.info('cpu');
-  return Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0);
+interface Load {
+  offered: number;
+  sustained: number;
+  p50: number;
+  p99: number;
+  errors: number;
 }
 
-/**
- * Every node beats once a second for `seconds`: the offered load is the fleet size per second.
- * Prints the rate the API sustained, its latency, and Redis CPU per beat.
- */
-export async function heartbeatLoad(
-  stack: BenchStack,
-  fleet: Fleet,
-  seconds: number,
-): Promise<{ offered: number; sustained: number; p50: number; p99: number; redisMicrosPerBeat: number; errors: number }> {
-  const client = new LoadClient(stack.api.url, 256);
-  const rate = fleet.nodes.length;
+/** Sends `rate` beats a second for `seconds`, round-robin over `nodes`, and measures the answers. */
+async function drive(url: string, nodes: Fleet['nodes'], seconds: number, path: (id: string) => string): Promise<Load> {
+  const client = new LoadClient(url, 256);
+  const rate = nodes.length;
   const total = rate * seconds;
   const lat: number[] = [];
   let errors = 0;
-  const cpu0 = await redisCpuSeconds(stack);
   const t0 = performance.now();
   const inflight: Promise<void>[] = [];
   for (let i = 0; i < total; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 2) await new Promise((r) => setTimeout(r, wait));
-    const n = fleet.nodes[i % fleet.nodes.length];
+    const n = nodes[i % nodes.length];
     if (n === undefined) continue;
     inflight.push(
       (async () => {
         const s = performance.now();
-        const r = await client.send('POST', `/gpu-workers/nodes/${n.id}/heartbeat`, n.key, n.beat);
+        const r = await client.send('POST', path(n.id), n.key, n.beat);
         lat.push(performance.now() - s);
         if (r.status !== 200) errors++;
       })(),
@@ -65,17 +62,39 @@ export async function heartbeatLoad(
   }
   await Promise.all(inflight);
   const elapsed = (performance.now() - t0) / 1000;
-  const cpu = (await redisCpuSeconds(stack)) - cpu0;
   client.close();
   lat.sort((a, b) => a - b);
-  return {
-    offered: rate,
-    sustained: total / elapsed,
-    p50: percentile(lat, 50),
-    p99: percentile(lat, 99),
-    redisMicrosPerBeat: (cpu * 1e6) / total,
-    errors,
-  };
+  return { offered: rate, sustained: total / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99), errors };
+}
+
+/**
+ * Every node beats once a second for `seconds`: the offered load is the fleet size per second.
+ * Prints the rate the API sustained, its latency, and Redis CPU per beat.
+ */
+export async function heartbeatLoad(stack: BenchStack, fleet: Fleet, seconds: number): Promise<Load & { redisMicrosPerBeat: number }> {
+  const cpu0 = await stack.redisCpuMs();
+  const load = await drive(stack.api.url, fleet.nodes, seconds, (id) => `/gpu-workers/nodes/${id}/heartbeat`);
+  const cpu = (await stack.redisCpuMs()) - cpu0;
+  return { ...load, redisMicrosPerBeat: (cpu * 1000) / (load.offered * seconds) };
+}
+
+/**
+ * The same load against a bare node:http server in its own process (bench/lib/bare-server.ts):
+ * the most this machine answers at all with this generator, whatever the API does per beat.
+ */
+export async function bareHttpCeiling(fleet: Fleet, seconds: number): Promise<Load> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../lib/bare-server.ts')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()));
+      child.once('exit', (code) => reject(new Error(`the bare server exited (${code})`)));
+    });
+    return await drive(url, fleet.nodes, seconds, (id) => `/nodes/${id}/heartbeat`);
+  } finally {
+    child.kill('SIGTERM');
+  }
 }
 
 /** GET /available-nodes/ over the fleet, sequentially, for a few query shapes. */
