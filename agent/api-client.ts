@@ -183,18 +183,22 @@ interface PendingReport {
   readonly reject: (e: unknown) => void;
 }
 
-/** How long reports wait for company before they go. */
-const BATCH_WINDOW_MS = 2;
+/** How long reports wait for company while a batch is out, at most. */
+const BATCH_WINDOW_MS = 20;
 const BATCH_MAX = 100;
 
 /**
- * Gathers status reports for a couple of milliseconds and sends them as one
- * `POST /jobs/status/batch`: a busy agent says what it has to say in far fewer requests. Each
- * report keeps its own answer, retry deadline and abort signal.
+ * Gathers status reports and sends them as one `POST /jobs/status/batch`: a busy agent says what
+ * it has to say in far fewer requests. With no batch out, reports made in the same tick (a batch
+ * claim's) go at once; while one is out, the next gathers until it returns (or the window ends),
+ * so batches grow with load and an idle agent's report waits for nothing. Each report keeps its
+ * own answer, retry deadline and abort signal.
  */
 class ReportBatcher {
   private pending: PendingReport[] = [];
   private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private inFlight = 0;
 
   constructor(private readonly client: ApiClient) {}
 
@@ -203,16 +207,25 @@ class ReportBatcher {
     return new Promise<JobView>((resolve, reject) => {
       this.pending.push({ jobId, body, until: Date.now() + retry.deadlineMs, signal: retry.signal, resolve, reject });
       if (this.pending.length >= BATCH_MAX) this.flush();
+      else if (this.inFlight === 0) this.immediate ??= setImmediate(() => this.flush());
       else this.timer ??= setTimeout(() => this.flush(), BATCH_WINDOW_MS);
     });
   }
 
   private flush(): void {
     if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
     this.timer = null;
+    this.immediate = null;
     const batch = this.pending.splice(0, BATCH_MAX);
-    if (this.pending.length > 0) this.timer = setTimeout(() => this.flush(), 0);
-    if (batch.length > 0) void this.send(batch, 0);
+    if (this.pending.length > 0) this.immediate = setImmediate(() => this.flush());
+    if (batch.length === 0) return;
+    this.inFlight++;
+    void this.send(batch, 0).finally(() => {
+      this.inFlight--;
+      // What gathered meanwhile goes now.
+      if (this.inFlight === 0 && this.pending.length > 0) this.flush();
+    });
   }
 
   private async send(items: PendingReport[], attempt: number): Promise<void> {
