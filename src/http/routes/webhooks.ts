@@ -1,13 +1,9 @@
 import { type Request, Router } from 'express';
-import { z } from 'zod';
 import { ForbiddenError } from '../../domain/errors.js';
 import { isAdmin } from '../../domain/roles.js';
 import { allow, Caller, principalOf } from '../auth.js';
 import type { RouteContext } from '../context.js';
-import { parse } from '../validate.js';
-
-const userIdOf = (params: object) =>
-  parse(z.object({ user_id: z.string().min(1).max(128) }), { user_id: (params as { userId?: unknown }).userId }, 'path').user_id;
+import { userIdOf } from '../ids.js';
 
 /** A user's own secret, or any user's for an admin; 403 otherwise. */
 function ownUserId(req: Request): string {
