@@ -132,7 +132,7 @@ if #candidates < limit then
 end
 
 local want = ARGV[7] ~= '' and math.max(1, tonumber(ARGV[10] or '1') or 1) or 1
-local bestId, bestPri, bestStranded, bestTs, bestInWait, bestDevices = '', 0, 0, 0, false, nil
+local bestId, bestPri, bestStranded, bestTs, bestInWait, bestDevices, bestReq = '', 0, 0, 0, false, nil, nil
 -- Every job read that this node could take now, for the further claims of a batch.
 local takeable = {}
 local starvingId, starvingTs, holder = '', 0, ''
@@ -167,9 +167,11 @@ for n, id in ipairs(candidates) do
     stranded, devices = fit(req, free)
   end
   if stranded then
-    takeable[#takeable + 1] = { id = id, req = (not h[2]) and req or nil, pri = pri, ts = ts, inWait = n <= #waiting }
+    -- A job to fail (defa) runs nothing: it holds no resources.
+    local holds = (not h[2]) and req or nil
+    takeable[#takeable + 1] = { id = id, req = holds, pri = pri, ts = ts, inWait = n <= #waiting }
     if bestId == '' or pri < bestPri or (pri == bestPri and (stranded < bestStranded or (stranded == bestStranded and ts < bestTs))) then
-      bestId, bestPri, bestStranded, bestTs, bestInWait, bestDevices = id, pri, stranded, ts, n <= #waiting, devices
+      bestId, bestPri, bestStranded, bestTs, bestInWait, bestDevices, bestReq = id, pri, stranded, ts, n <= #waiting, devices, holds
     end
   elseif starvingId == '' and req and not skip[id] and not capped[req.u] and now - ts >= starvation and fit(req, capacity) then
     local r = redis.call('GET', jobKey .. ':ip-reserved')
@@ -183,10 +185,7 @@ for n, id in ipairs(candidates) do
 end
 local claimed = {}
 if ARGV[7] ~= '' and bestId ~= '' then
-  local pick = { id = bestId, inWait = bestInWait, devices = bestDevices }
-  for _, t in ipairs(takeable) do
-    if t.id == bestId then pick.req = t.req end
-  end
+  local pick = { id = bestId, req = bestReq, inWait = bestInWait, devices = bestDevices }
   local taken = {}
   while pick do
     if pick.inWait then redis.call('LREM', KEYS[1], 1, pick.id) else redis.call('ZREM', KEYS[2], pick.id) end

@@ -10,10 +10,15 @@ export interface ApiChild {
 }
 
 /** Starts bench/api-process.ts with `env` and resolves with its URL. */
-export async function startApiChild(env: Record<string, string>): Promise<ApiChild> {
+export function startApiChild(env: Record<string, string>): Promise<ApiChild> {
   const extra = process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(' ') : [];
-  const child = spawn(process.execPath, [...extra, '--import', 'tsx', join(import.meta.dirname, '../api-process.ts')], {
-    env: { ...process.env, ...env, IMAGEPOD_HOST: '127.0.0.1', IMAGEPOD_PORT: '0' },
+  return startUrlChild(join(import.meta.dirname, '../api-process.ts'), { ...env, IMAGEPOD_HOST: '127.0.0.1', IMAGEPOD_PORT: '0' }, extra);
+}
+
+/** Runs a TypeScript file in a process of its own; resolves once it prints its URL (its first line). */
+export async function startUrlChild(file: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<ApiChild> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', file], {
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = await new Promise<string>((resolve, reject) => {
@@ -23,7 +28,7 @@ export async function startApiChild(env: Record<string, string>): Promise<ApiChi
       const line = out.split('\n')[0];
       if (out.includes('\n') && line) resolve(line.trim());
     });
-    child.once('exit', (code) => reject(new Error(`the API process exited (${code})`)));
+    child.once('exit', (code) => reject(new Error(`${file} exited (${code})`)));
   });
   return {
     url,

@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { ms, percentile, seededRandom, syntheticNode } from '../fleet.js';
+import { startUrlChild } from '../lib/api-child.js';
 import { type BenchStack, REGISTRATION } from '../lib/context.js';
 import { LoadClient } from '../lib/http.js';
 
@@ -83,17 +83,11 @@ export async function heartbeatLoad(stack: BenchStack, fleet: Fleet, seconds: nu
  * the most this machine answers at all with this generator, whatever the API does per beat.
  */
 export async function bareHttpCeiling(fleet: Fleet, seconds: number): Promise<Load> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../lib/bare-server.ts')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const server = await startUrlChild(join(import.meta.dirname, '../lib/bare-server.ts'));
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()));
-      child.once('exit', (code) => reject(new Error(`the bare server exited (${code})`)));
-    });
-    return await drive(url, fleet.nodes, seconds, (id) => `/nodes/${id}/heartbeat`);
+    return await drive(server.url, fleet.nodes, seconds, (id) => `/nodes/${id}/heartbeat`);
   } finally {
-    child.kill('SIGTERM');
+    await server.stop();
   }
 }
 

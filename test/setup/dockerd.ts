@@ -57,6 +57,28 @@ async function importBusybox(host: string): Promise<void> {
  * Finds or starts the test Docker engine and makes sure the test image is in it. `stop` stops
  * the engine only if this call started it.
  */
+/**
+ * A test engine's flags: vfs storage, and no iptables, bridge or forwarding, so the host's network
+ * is left alone; its data, state and socket under `root`.
+ */
+export function dockerdArgs(root: string, host: string, pidfile: string): string[] {
+  return [
+    '--storage-driver=vfs',
+    '--iptables=false',
+    '--ip6tables=false',
+    '--bridge=none',
+    '--ip-forward=false',
+    '--data-root',
+    join(root, 'data'),
+    '--exec-root',
+    join(root, 'exec'),
+    '-H',
+    host,
+    '--pidfile',
+    pidfile,
+  ];
+}
+
 export async function ensureTestDocker(): Promise<{ host: string; stop: () => Promise<void> }> {
   const given = process.env.IMAGEPOD_TEST_DOCKER_HOST;
   const host = given ?? `unix://${ROOT}/docker.sock`;
@@ -67,25 +89,11 @@ export async function ensureTestDocker(): Promise<{ host: string; stop: () => Pr
     if (!dockerd) throw new Error('dockerd is not installed: apt-get install -y docker.io busybox-static (.ci/run does)');
     mkdirSync(join(ROOT, 'bin'), { recursive: true });
     await run('cp', [join(import.meta.dirname, '../fixtures/docker/nvidia-container-runtime-hook'), join(ROOT, 'bin/')]);
-    const child = spawn(
-      dockerd,
-      [
-        '--storage-driver=vfs',
-        '--iptables=false',
-        '--ip6tables=false',
-        '--bridge=none',
-        '--ip-forward=false',
-        '--data-root',
-        join(ROOT, 'data'),
-        '--exec-root',
-        join(ROOT, 'exec'),
-        '-H',
-        host,
-        '--pidfile',
-        join(ROOT, 'dockerd.pid'),
-      ],
-      { detached: true, stdio: ['ignore', 'ignore', 'ignore'], env: { ...process.env, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` } },
-    );
+    const child = spawn(dockerd, dockerdArgs(ROOT, host, join(ROOT, 'dockerd.pid')), {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'ignore'],
+      env: { ...process.env, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` },
+    });
     child.unref();
     for (let i = 0; i < 100 && !(await answers(host)); i++) await sleep(200);
     if (!(await answers(host))) throw new Error('dockerd started but does not answer');

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { TEST_IMAGE } from '../setup/dockerd.js';
+import { dockerdArgs, TEST_IMAGE } from '../setup/dockerd.js';
 import { testDockerHost } from './docker.js';
 import { stopProcess } from './redis-server.js';
 
@@ -46,25 +46,10 @@ export class OwnDockerd {
     if (!dockerd) throw new Error('dockerd is not installed');
     const pidfile = join(this.root, 'dockerd.pid');
     rmSync(pidfile, { force: true });
-    const child = spawn(
-      dockerd,
-      [
-        '--storage-driver=vfs',
-        '--iptables=false',
-        '--ip6tables=false',
-        '--bridge=none',
-        '--ip-forward=false',
-        '--data-root',
-        join(this.root, 'data'),
-        '--exec-root',
-        join(this.root, 'exec'),
-        '-H',
-        this.host,
-        '--pidfile',
-        pidfile,
-      ],
-      { detached: true, stdio: ['ignore', 'ignore', openSync(join(this.root, 'dockerd.log'), 'a')] },
-    );
+    const child = spawn(dockerd, dockerdArgs(this.root, this.host, pidfile), {
+      detached: true,
+      stdio: ['ignore', 'ignore', openSync(join(this.root, 'dockerd.log'), 'a')],
+    });
     child.unref();
     for (let i = 0; i < 150 && !(await this.answers()); i++) await sleep(200);
     if (!(await this.answers())) throw new Error(`own dockerd started but does not answer (see ${join(this.root, 'dockerd.log')})`);
