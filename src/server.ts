@@ -9,9 +9,10 @@ import { Sessions } from './http/session.js';
 import { createHttpsServer } from './http/tls.js';
 import { ApiMetrics } from './metrics/api-metrics.js';
 import { metricSources } from './metrics/api-sources.js';
-import { createRedis, waitUntilReady } from './redis/connection.js';
+import { openRedis, waitUntilReady } from './redis/connection.js';
 import { logConnectionErrors } from './redis/error-log.js';
 import { Keys } from './redis/keys.js';
+import { loadScripts } from './redis/scripts.js';
 import { Accounting } from './services/accounting.js';
 import { agentConfigFor } from './services/agent-config.js';
 import { Credentials } from './services/credentials.js';
@@ -40,11 +41,12 @@ export interface ApiServer {
 
 /** Wires the API together and listens. Used by `main.ts`, tests and benchmarks alike. */
 export async function startApiServer(config: ApiConfig, logger: Logger): Promise<ApiServer> {
-  const redis = createRedis(config.redis, 'api', 'imagepod-api');
+  loadScripts();
+  const redis = openRedis(config.redis, 'api', 'imagepod-api');
   // BullMQ defines its 60-odd scripts on the connection it is given, and ioredis copies every
-  // script a connection knows into each pipeline it makes (auto-pipelining makes one per tick):
-  // the queues get a connection of their own so ImagePod's commands do not pay for that.
-  const queueRedis = createRedis(config.redis, 'api', 'imagepod-api-queues');
+  // script a connection knows into each pipeline it makes: the queues get a connection of their
+  // own, without auto-pipelining (see the 'queues' role), so neither pays for the other.
+  const queueRedis = openRedis(config.redis, 'queues', 'imagepod-api-queues');
   logConnectionErrors([redis, queueRedis], logger);
   // Connections on the request path do not queue commands while Redis is away (see redisSpec):
   // let them connect (a cluster: get its slot map) before serving. Still away after this: 503s.
@@ -82,7 +84,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
   metrics.observe(metricSources({ queues, nodes, pendingByTier: () => jobs.pendingByTier() }));
 
   const blockingConnection = () => {
-    const c = createRedis(config.redis, 'blocking', 'imagepod-api-blocking');
+    const c = openRedis(config.redis, 'blocking', 'imagepod-api-blocking');
     c.on('error', () => {});
     c.on('node error', () => {});
     return c;

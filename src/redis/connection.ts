@@ -1,6 +1,5 @@
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { HostPort, RedisTarget } from '../config/redis-env.js';
-import { defineScripts } from './scripts.js';
 
 /** One server (or a Sentinel-found primary), or a Redis Cluster: the rest of the code takes either. */
 export type RedisClient = Redis | Cluster;
@@ -8,6 +7,12 @@ export type RedisClient = Redis | Cluster;
 export type ConnectionRole =
   /** The API's request path: fail a command at once when Redis is away, so the caller gets 503. */
   | 'api'
+  /**
+   * The API's BullMQ queues: as 'api', but without auto-pipelining. ioredis copies every script
+   * a connection knows into each pipeline it makes (auto-pipelining makes one per tick), and
+   * BullMQ defines its 60-odd scripts on this connection: each batch would pay for all of them.
+   */
+  | 'queues'
   /** Blocking reads (log following, event streams): no per-command retry limit, one per reader. */
   | 'blocking'
   /** BullMQ workers: BullMQ requires maxRetriesPerRequest null and retries forever. */
@@ -28,7 +33,7 @@ export function redisSpec(target: RedisTarget, role: ConnectionRole, name: strin
   const perRole: RedisOptions = {
     connectionName: name,
     connectTimeout: 5000,
-    maxRetriesPerRequest: role === 'api' ? 2 : role === 'locks' ? 1 : null,
+    maxRetriesPerRequest: role === 'api' || role === 'queues' ? 2 : role === 'locks' ? 1 : null,
     ...(target.username !== undefined && { username: target.username }),
     ...(target.password !== undefined && { password: target.password }),
   };
@@ -44,7 +49,7 @@ export function redisSpec(target: RedisTarget, role: ConnectionRole, name: strin
   // A command sent while the connection is down would wait in ioredis' offline queue through
   // reconnection attempts (seconds each, and a request sends several): on the request path it
   // fails at once instead, so a client gets its 503 (and Retry-After) in milliseconds.
-  const offlineQueue = role !== 'api';
+  const offlineQueue = role !== 'api' && role !== 'queues';
   switch (target.kind) {
     case 'server':
       return {
@@ -115,13 +120,6 @@ export function openRedisSpec(spec: RedisSpec): RedisClient {
 /** A connection to `target` for `role`. */
 export function openRedis(target: RedisTarget, role: ConnectionRole, name: string): RedisClient {
   return openRedisSpec(redisSpec(target, role, name));
-}
-
-/** A connection to `target` for `role`, with the API's Lua scripts defined on it. */
-export function createRedis(target: RedisTarget, role: ConnectionRole, name: string): RedisClient {
-  const redis = openRedis(target, role, name);
-  defineScripts(redis);
-  return redis;
 }
 
 /**

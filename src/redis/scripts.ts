@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,7 +7,7 @@ import type { Cluster, Redis } from 'ioredis';
 /**
  * ImagePod's Lua scripts, one file each in `lua/` named `<name>-<number of keys>.lua` (BullMQ's
  * convention). `-- @include x` pulls in `lua/includes/x.lua` once, so shared helpers live in one
- * place. Scripts run through ioredis' EVALSHA-with-fallback.
+ * place.
  */
 const LUA_DIR = join(dirname(fileURLToPath(import.meta.url)), 'lua');
 
@@ -17,6 +18,7 @@ export const ScriptName = {
   DeleteNode: 'deleteNode',
   AvailableNodes: 'availableNodes',
   CreateJob: 'createJob',
+  IndexJobs: 'indexJobs',
   UpdateJobStatus: 'updateJobStatus',
   CancelJob: 'cancelJob',
   JobView: 'jobView',
@@ -35,6 +37,7 @@ export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
 interface LoadedScript {
   readonly lua: string;
   readonly numberOfKeys: number;
+  readonly sha: string;
 }
 
 let loaded: ReadonlyMap<ScriptName, LoadedScript> | undefined;
@@ -56,6 +59,12 @@ export function readLua(path: string): string {
   return expandIncludes(readFileSync(path, 'utf8'), join(dirname(path), 'includes'), new Set());
 }
 
+/** Reads every script once; the API calls this at start so that a missing one fails there. */
+export function loadScripts(): ReadonlyMap<ScriptName, LoadedScript> {
+  loaded ??= loadAll();
+  return loaded;
+}
+
 function loadAll(): ReadonlyMap<ScriptName, LoadedScript> {
   const known = new Set<string>(Object.values(ScriptName));
   const out = new Map<ScriptName, LoadedScript>();
@@ -65,30 +74,30 @@ function loadAll(): ReadonlyMap<ScriptName, LoadedScript> {
     const name = camel(m[1]);
     if (!known.has(name)) throw new Error(`lua/${file} has no entry in ScriptName`);
     const lua = readLua(join(LUA_DIR, file));
-    out.set(name as ScriptName, { lua, numberOfKeys: Number(m[2]) });
+    out.set(name as ScriptName, { lua, numberOfKeys: Number(m[2]), sha: createHash('sha1').update(lua).digest('hex') });
   }
   for (const name of known) if (!out.has(name as ScriptName)) throw new Error(`no Lua file for script ${name}`);
   return out;
 }
 
-type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
-
-/** Defines every script on a connection; call once per connection before `runScript`. */
-export function defineScripts(redis: Redis | Cluster): void {
-  loaded ??= loadAll();
-  for (const [name, s] of loaded) {
-    if (typeof (redis as unknown as Record<string, unknown>)[name] === 'function') continue;
-    redis.defineCommand(name, { lua: s.lua, numberOfKeys: s.numberOfKeys });
-  }
-}
-
-export function runScript(
+/**
+ * Runs a script by its SHA, sending its text only when Redis does not know it yet (a restart, a
+ * failover, SCRIPT FLUSH). Not ioredis' defineCommand: every script defined on a connection is
+ * copied into each pipeline the connection makes, and auto-pipelining makes one per tick.
+ */
+export async function runScript(
   redis: Redis | Cluster,
   name: ScriptName,
   keys: readonly string[],
   args: readonly (string | number)[],
 ): Promise<unknown> {
-  const fn = (redis as unknown as Record<string, ScriptFn | undefined>)[name];
-  if (fn === undefined) throw new Error(`script ${name} is not defined on this connection`);
-  return fn.call(redis, ...keys, ...args);
+  const s = loadScripts().get(name);
+  if (s === undefined) throw new Error(`no script ${name}`);
+  if (keys.length !== s.numberOfKeys) throw new Error(`script ${name} takes ${s.numberOfKeys} keys, got ${keys.length}`);
+  try {
+    return await redis.evalsha(s.sha, s.numberOfKeys, ...keys, ...args);
+  } catch (err) {
+    if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+    return redis.eval(s.lua, s.numberOfKeys, ...keys, ...args);
+  }
 }

@@ -68,6 +68,7 @@ export function periodDays(period: BudgetPeriod, now: number): string[] {
 
 export class Accounting {
   private capped: { users: string[]; until: number } = { users: [], until: 0 };
+  private days: { today: string; day: string; week: string; month: string } | undefined;
 
   constructor(
     private readonly redis: RedisClient,
@@ -106,31 +107,44 @@ export class Accounting {
 
   /**
    * Holds the worst case of new jobs against their owner's budget, or refuses them all with how
-   * much is left. Nothing is held when the user has no budget.
+   * much is left, in one script call (it reads the limits itself).
    */
   async holdBudget(userId: string, jobs: readonly { id: string; money: number; gpuHours: number }[]): Promise<void> {
-    const { budget_period } = await this.limits(userId);
+    const days = this.spendDays(Date.now());
     const res = (await runScript(
       this.redis,
       ScriptName.HoldBudget,
       [this.keys.userLimits(userId), this.keys.userHolds(userId), this.keys.userSpend(userId)],
       [
-        periodDays(budget_period, Date.now()).join(','),
+        days.day,
+        days.week,
+        days.month,
         jobs.map((j) => round(j.money)).join(','),
         jobs.map((j) => round(j.gpuHours)).join(','),
         ...jobs.map((j) => j.id),
       ],
     )) as string[];
     if (res[0] === 'over') {
-      const [, what, budget, spent, held, asked] = res;
+      const [, what, budget, spent, held, asked, period] = res;
       const unit = what === 'money' ? '' : ' GPU-hours';
       const left = Math.max(0, Number(budget) - Number(spent) - Number(held));
+      const adjective = ADJECTIVE[BUDGET_PERIODS.find((p) => p === period) ?? BudgetPeriod.Month];
       throw new BudgetExceededError(
         `over budget: this submission could cost up to ${round(Number(asked), 4)}${unit}, and ${round(left, 4)}${unit} of the ` +
-          `${ADJECTIVE[budget_period]}budget of ${budget}${unit} is left ` +
+          `${adjective}budget of ${budget}${unit} is left ` +
           `(${round(Number(spent), 4)} spent, ${round(Number(held), 4)} held by unfinished jobs)`,
       );
     }
+  }
+
+  /** The spend fields of the day, week and month that hold `now` (csv), made once per UTC day. */
+  private spendDays(now: number): { day: string; week: string; month: string } {
+    const today = day(now);
+    if (this.days?.today !== today) {
+      const csv = (p: BudgetPeriod) => periodDays(p, now).join(',');
+      this.days = { today, day: today, week: csv(BudgetPeriod.Week), month: csv(BudgetPeriod.Month) };
+    }
+    return this.days;
   }
 
   async releaseHold(userId: string, jobId: string): Promise<void> {

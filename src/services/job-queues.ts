@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { type JobsOptions, Queue } from 'bullmq';
 import { CANCEL_EVENT } from '../domain/queue-events.js';
 import { tierOfQueue } from '../domain/queues.js';
 import type { JobPayload } from '../domain/schemas/job.js';
@@ -66,28 +66,35 @@ export class JobQueues {
 
   /**
    * Adds jobs, in bulk per queue. attempts: 1 because ImagePod, not BullMQ, decides retries: an
-   * agent reports a failure and the API answers whether the job goes back to the queue.
+   * agent reports a failure and the API answers whether the job goes back to the queue. A lone
+   * job goes through add(): addBulk builds an ioredis pipeline, which copies every script defined
+   * on the connection, a cost that a single submission would pay for nothing.
    */
   async enqueue(jobs: readonly QueuedJob[]): Promise<void> {
     const byQueue = new Map<string, QueuedJob[]>();
     for (const j of jobs) byQueue.set(j.queue, [...(byQueue.get(j.queue) ?? []), j]);
     await Promise.all(
-      [...byQueue].map(([name, list]) =>
-        this.get(name).addBulk(
-          list.map((j) => ({
-            name: j.name.slice(0, 100),
-            data: j.payload,
-            opts: {
-              jobId: j.payload.job_id,
-              priority: bullPriority(j.priority),
-              attempts: 1,
-              removeOnComplete: { age: this.retentionSeconds },
-              removeOnFail: { age: this.retentionSeconds },
-            },
-          })),
-        ),
-      ),
+      [...byQueue].map(([name, list]) => {
+        const q = this.get(name);
+        const bulk = list.map((j) => this.bullJob(j));
+        const [one] = bulk;
+        return bulk.length === 1 && one !== undefined ? q.add(one.name, one.data, one.opts) : q.addBulk(bulk);
+      }),
     );
+  }
+
+  private bullJob(j: QueuedJob): { name: string; data: JobPayload; opts: JobsOptions } {
+    return {
+      name: j.name.slice(0, 100),
+      data: j.payload,
+      opts: {
+        jobId: j.payload.job_id,
+        priority: bullPriority(j.priority),
+        attempts: 1,
+        removeOnComplete: { age: this.retentionSeconds },
+        removeOnFail: { age: this.retentionSeconds },
+      },
+    };
   }
 
   /** Removes a job that no worker holds. False when it is locked (a worker took it meanwhile). */

@@ -227,9 +227,12 @@ export class JobService {
     // Which records were written (and so counted as pending), for an exact rollback.
     let written: Prepared[] = jobs.filter((j) => recorded.has(j.id));
     try {
-      const index = this.redis.multi();
-      for (const j of jobs) index.hset(k.jobQueueIndex, j.id, j.queue).zadd(k.jobsAll, now, j.id).zadd(k.jobsOfUser(owner), now, j.id);
-      await index.exec();
+      await runScript(
+        this.redis,
+        ScriptName.IndexJobs,
+        [k.jobQueueIndex, k.jobsAll, k.jobsOfUser(owner)],
+        [now, ...jobs.flatMap((j) => [j.id, j.queue])],
+      );
       const created = await Promise.allSettled(
         jobs.map((j, i) =>
           recorded.has(j.id)

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobCreateBody } from '../../src/domain/schemas/job.js';
 import { Keys } from '../../src/redis/keys.js';
-import { defineScripts, runScript, ScriptName } from '../../src/redis/scripts.js';
+import { runScript, ScriptName } from '../../src/redis/scripts.js';
 import { fingerprintOf } from '../../src/services/idempotency.js';
 import { newRecordFields } from '../../src/services/job-model.js';
 import { startTestApi, type TestApi } from '../support/api.js';
@@ -196,7 +196,6 @@ describe('a first request that died', () => {
       lease: now - 1,
     });
     await t.redis.multi().hset(k.jobQueueIndex, id, queue).zadd(k.jobsAll, now, id).zadd(k.jobsOfUser('bob'), now, id).exec();
-    defineScripts(t.redis);
     await runScript(
       t.redis,
       ScriptName.CreateJob,

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { ApiConfig } from '../../config/api-config.js';
 import type { TierTable } from '../../domain/tiers.js';
 import type { RedisClient } from '../../redis/connection.js';
-import { createRedis } from '../../redis/connection.js';
+import { openRedis } from '../../redis/connection.js';
 import type { Keys } from '../../redis/keys.js';
 import type { JobService } from '../job-service.js';
 import type { AddressPolicy } from './address-policy.js';
@@ -39,7 +39,7 @@ export class Webhooks {
   constructor(d: WebhooksDeps) {
     const c = d.config.webhooks;
     this.secrets = new WebhookSecrets(d.redis, d.keys);
-    const workerRedis = createRedis(d.config.redis, 'worker', 'imagepod-api-webhooks');
+    const workerRedis = openRedis(d.config.redis, 'worker', 'imagepod-api-webhooks');
     // Outages are reported by the API's main connections; this would only repeat them.
     workerRedis.on('error', () => {});
     this.connections = [workerRedis];
@@ -57,7 +57,7 @@ export class Webhooks {
     const consumer = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.dispatcher = new WebhookDispatcher(
       () => {
-        const conn = createRedis(d.config.redis, 'blocking', 'imagepod-api-webhook-events');
+        const conn = openRedis(d.config.redis, 'blocking', 'imagepod-api-webhook-events');
         conn.on('error', () => {});
         return conn;
       },
