@@ -23,12 +23,13 @@ async function main(): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
-    api.close().then(
+    logger.info({ signal, ...config.shutdown }, 'shutting down: not ready, finishing open requests');
+    api.close(config.shutdown).then(
       () => process.exit(0),
       () => process.exit(1),
     );
-    setTimeout(() => process.exit(1), 10_000).unref();
+    // Requests are cut at delay + timeout; this is for a close that hangs after that.
+    setTimeout(() => process.exit(1), config.shutdown.delayMs + config.shutdown.timeoutMs + 10_000).unref();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -1,11 +1,12 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { ApiConfig } from './config/api-config.js';
+import type { ApiConfig, ShutdownTimes } from './config/api-config.js';
 import { TierTable } from './domain/tiers.js';
 import { createApp } from './http/app.js';
 import { configurePassport } from './http/auth.js';
 import type { RouteContext } from './http/context.js';
 import { Sessions } from './http/session.js';
+import { Shutdown } from './http/shutdown.js';
 import { createHttpsServer } from './http/tls.js';
 import { ApiMetrics } from './metrics/api-metrics.js';
 import { metricSources } from './metrics/api-sources.js';
@@ -36,7 +37,8 @@ export interface ApiServer {
   readonly url: string;
   readonly context: RouteContext;
   readonly queues: JobQueues;
-  close(): Promise<void>;
+  /** Stops serving (see Shutdown; without times: at once, cutting open requests), then the rest. */
+  close(times?: ShutdownTimes): Promise<void>;
 }
 
 /** Wires the API together and listens. Used by `main.ts`, tests and benchmarks alike. */
@@ -118,6 +120,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
   });
   reaper.start();
 
+  const shutdown = new Shutdown();
   const context: RouteContext = {
     config,
     passport: configurePassport(config, credentials),
@@ -136,6 +139,7 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
     watchQueues: (onQueue) => queues.watch(onQueue),
     blockingConnection,
     webhookSecrets: webhooks.secrets,
+    shutdown,
     // Both request-path connections: the queues' one is what a submission needs.
     ping: async () => {
       await Promise.all([redis.ping(), queueRedis.ping()]);
@@ -159,9 +163,8 @@ export async function startApiServer(config: ApiConfig, logger: Logger): Promise
     url: `${config.tls === null ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     context,
     queues,
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+    async close(times: ShutdownTimes = { delayMs: 0, timeoutMs: 0 }) {
+      await shutdown.stop(server, times);
       overview.stopSampling();
       await reaper.close();
       await events.close();

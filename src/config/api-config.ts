@@ -89,6 +89,8 @@ const schema = z
     IMAGEPOD_WEBHOOK_CONCURRENCY: envInt(1, 1000).default(16),
     IMAGEPOD_JOB_WAIT_MAX_SECONDS: envInt(1, 3600).default(300),
     IMAGEPOD_IDEMPOTENCY_LEASE_SECONDS: envInt(1, 600).default(10),
+    IMAGEPOD_API_SHUTDOWN_DELAY_MS: envInt(0, 600_000).default(0),
+    IMAGEPOD_API_SHUTDOWN_TIMEOUT_MS: envInt(0, 600_000).default(15_000),
     IMAGEPOD_METRICS_TOKEN: envString()
       .refine((t) => t.length >= 16, 'must be at least 16 characters')
       .optional(),
@@ -197,11 +199,20 @@ export interface ApiConfig {
   readonly jobWaitMaxSeconds: number;
   /** How long a submission with an Idempotency-Key owns the key before a retry may take it over. */
   readonly idempotencyLeaseSeconds: number;
+  /** On SIGTERM: serve this long while not ready, then give open requests this long (see Shutdown). */
+  readonly shutdown: ShutdownTimes;
   /** When set, `GET /metrics` needs `Authorization: Bearer <it>`; else it is open. */
   readonly metricsToken: string | undefined;
   readonly logLevel: string;
   /** The built dashboard served at `/`. */
   readonly dashboardDir: string;
+}
+
+export interface ShutdownTimes {
+  /** How long to keep serving after readiness fails, while a load balancer stops sending. */
+  readonly delayMs: number;
+  /** How long requests already in progress get to finish before their connections are cut. */
+  readonly timeoutMs: number;
 }
 
 /** A pure function of the environment (and, for a key file, the file it names). */
@@ -259,6 +270,7 @@ export function loadApiConfig(env: Env): ApiConfig {
     },
     jobWaitMaxSeconds: e.IMAGEPOD_JOB_WAIT_MAX_SECONDS,
     idempotencyLeaseSeconds: e.IMAGEPOD_IDEMPOTENCY_LEASE_SECONDS,
+    shutdown: { delayMs: e.IMAGEPOD_API_SHUTDOWN_DELAY_MS, timeoutMs: e.IMAGEPOD_API_SHUTDOWN_TIMEOUT_MS },
     metricsToken: e.IMAGEPOD_METRICS_TOKEN,
     logLevel: e.IMAGEPOD_LOG_LEVEL,
     dashboardDir: e.IMAGEPOD_DASHBOARD_DIR ?? DEFAULT_DASHBOARD_DIR,
@@ -323,6 +335,7 @@ export function describeApiConfig(c: ApiConfig): Record<string, unknown> {
     webhooks: c.webhooks,
     jobWaitMaxSeconds: c.jobWaitMaxSeconds,
     idempotencyLeaseSeconds: c.idempotencyLeaseSeconds,
+    shutdown: c.shutdown,
     metricsToken: c.metricsToken === undefined ? '(unset: /metrics is open)' : mask(c.metricsToken),
     logLevel: c.logLevel,
     dashboardDir: c.dashboardDir,

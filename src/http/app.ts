@@ -54,6 +54,7 @@ export function createApp(ctx: RouteContext): Express {
     }),
   );
   app.use((req, _res, next) => withLogFields({ reqId: String(req.id) }, next));
+  app.use(ctx.shutdown.track);
   app.use(requestMetrics(ctx.metrics));
   app.use(healthRoutes(ctx));
   app.use(metricsRoutes(ctx));

@@ -15,6 +15,7 @@ import type { NodeRegistry } from '../services/node-registry.js';
 import type { WebhookSecrets } from '../services/webhooks/secrets.js';
 import type { RateLimits } from './rate-limit.js';
 import type { Sessions } from './session.js';
+import type { Shutdown } from './shutdown.js';
 
 /** What route modules are given: services to call, never Redis keys to touch. */
 export interface RouteContext {
@@ -46,4 +47,6 @@ export interface RouteContext {
   readonly webhookSecrets: WebhookSecrets;
   /** Resolves when the store answers. */
   readonly ping: () => Promise<void>;
+  /** Set once the server is stopping: /readyz says so, streams and waits end early. */
+  readonly shutdown: Shutdown;
 }

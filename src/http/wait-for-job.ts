@@ -7,8 +7,9 @@ import { settledJobView } from '../services/settled-job.js';
 import type { RouteContext } from './context.js';
 
 /**
- * Holds a `?wait=` request until the job ends or the wait is over, then reads the job as it is:
- * final, or still queued or running. Null when the client went away meanwhile (nothing to answer).
+ * Holds a `?wait=` request until the job ends, the wait is over or this API stops, then reads the
+ * job as it is: final, or still queued or running. Null when the client went away meanwhile
+ * (nothing to answer).
  */
 export async function waitForJob(ctx: RouteContext, res: Response, p: Principal, jobId: string, seconds: number): Promise<JobView | null> {
   const gone = new AbortController();
@@ -20,7 +21,7 @@ export async function waitForJob(ctx: RouteContext, res: Response, p: Principal,
     // The feed remembers recent ends, so a job that ended before this call is seen too. The live
     // stream is trimmed, so a burst (or a Redis outage) can take an event away: look now and then.
     const seen = new AbortController();
-    const stop = AbortSignal.any([gone.signal, seen.signal]);
+    const stop = AbortSignal.any([gone.signal, seen.signal, ctx.shutdown.signal]);
     await Promise.race([
       ctx.events.waitForFinal(jobId, Math.round(seconds * 1000), stop),
       pollUntilFinal(() => ctx.jobs.get(p, jobId), Math.round(seconds * 1000), stop),

@@ -424,6 +424,18 @@ describe('the API Deployment', () => {
     expect(ofKind(r, 'Ingress')).toEqual([]);
   });
 
+  it('stops gracefully: a delay while the Service lets go, a timeout for open requests, both within the grace period', () => {
+    const env = (dep: any) => Object.fromEntries(container(dep, 'api').env.map((e: any) => [e.name, e.value]));
+    const dep = one(set('defaults-values.yaml'), 'Deployment', 'api');
+    expect(env(dep)).toMatchObject({ IMAGEPOD_API_SHUTDOWN_DELAY_MS: '5000', IMAGEPOD_API_SHUTDOWN_TIMEOUT_MS: '15000' });
+    expect(dep.spec.template.spec.terminationGracePeriodSeconds).toBe(30);
+    const longer = helm.render({ values: [SECRETS_ONLY], set: ['api.shutdown.timeoutSeconds=60', 'api.terminationGracePeriodSeconds=70'] });
+    expect(env(one(longer, 'Deployment', 'api')).IMAGEPOD_API_SHUTDOWN_TIMEOUT_MS).toBe('60000');
+    expect(helm.renderError({ values: [SECRETS_ONLY], set: ['api.shutdown.timeoutSeconds=60'] })).toContain(
+      'api.terminationGracePeriodSeconds must be at least api.shutdown.delaySeconds + api.shutdown.timeoutSeconds',
+    );
+  });
+
   it('restarts its pods when the chart Secret changes', () => {
     const a = one(set('defaults-values.yaml'), 'Deployment', 'api');
     const b = one(

@@ -179,7 +179,7 @@ export function operations({ apiBase, pageSizeMax, jobWaitMaxSeconds }: Operatio
       callers: [],
       responses: {
         200: { description: 'ready', schema: readyView },
-        503: { description: 'Redis does not answer', schema: notReadyView },
+        503: { description: 'Redis does not answer, or this API process is stopping', schema: notReadyView },
       },
     },
     {

@@ -9,11 +9,14 @@ export function healthRoutes(ctx: RouteContext): Router {
     res.json({ status: 'ok' } satisfies HealthView);
   });
   r.get('/readyz', async (_req, res) => {
+    // A stopping process is not ready whatever Redis says, so that traffic moves away first.
+    const stopping = ctx.shutdown.stopping ? { stopping: true } : {};
     try {
       await Promise.race([ctx.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref())]);
-      res.json({ status: 'ready', redis: 'ok' } satisfies ReadyView);
+      if (ctx.shutdown.stopping) res.status(503).json({ status: 'not_ready', redis: 'ok', ...stopping } satisfies NotReadyView);
+      else res.json({ status: 'ready', redis: 'ok' } satisfies ReadyView);
     } catch {
-      res.status(503).json({ status: 'not_ready', redis: 'unreachable' } satisfies NotReadyView);
+      res.status(503).json({ status: 'not_ready', redis: 'unreachable', ...stopping } satisfies NotReadyView);
     }
   });
   return r;

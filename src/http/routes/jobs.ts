@@ -138,10 +138,14 @@ async function followLogs(
   let last = first.next_cursor ?? '0-0';
   const conn = ctx.blockingConnection();
   let open = true;
-  req.on('close', () => {
+  // Ends the stream when the client goes, or when this API stops (the client resumes elsewhere
+  // with Last-Event-ID).
+  const close = () => {
     open = false;
     conn.disconnect();
-  });
+  };
+  req.on('close', close);
+  ctx.shutdown.signal.addEventListener('abort', close, { once: true });
   try {
     while (open) {
       const reply = await conn.xread('COUNT', 500, 'BLOCK', 2000, 'STREAMS', streamKey, last);
@@ -166,6 +170,7 @@ async function followLogs(
   } catch (err) {
     if (open) ctx.logger.warn({ err: (err as Error).message, reqId: req.id }, 'log follow ended early');
   } finally {
+    ctx.shutdown.signal.removeEventListener('abort', close);
     conn.disconnect();
     res.end();
   }

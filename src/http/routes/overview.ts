@@ -64,10 +64,14 @@ export function overviewRoutes(ctx: RouteContext): Router {
     };
     const timer = setInterval(tick, TICK_MS);
     void tick();
+    // A stopping API ends the stream; the browser's EventSource reconnects (to another replica).
+    const end = () => res.end();
+    ctx.shutdown.signal.addEventListener('abort', end, { once: true });
     req.on('close', () => {
       open = false;
       clearInterval(timer);
       unsubscribe();
+      ctx.shutdown.signal.removeEventListener('abort', end);
     });
   });
 
