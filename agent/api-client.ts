@@ -42,6 +42,8 @@ export interface RetryPolicy {
 }
 
 export const RETRY_BRIEFLY: RetryPolicy = { deadlineMs: 10_000 };
+/** The longest Retry-After honoured as given: a misconfigured hour-long one still gets retried. */
+const MAX_RETRY_AFTER_MS = 60_000;
 
 export interface Registered {
   agent_id: string;
@@ -55,7 +57,8 @@ const REQUEST_TIMEOUT_MS = 15_000;
 
 /**
  * The agent's side of the REST API. Transient failures (network, 5xx, 429) are retried with
- * jittered backoff up to a deadline; 4xx answers are final and surface as ApiError.
+ * jittered backoff up to a deadline, and no sooner than the answer's Retry-After; 4xx answers are
+ * final and surface as ApiError.
  */
 export class ApiClient {
   private apiKey: string | null = null;
@@ -124,6 +127,8 @@ export class ApiClient {
     for (let attempt = 0; ; attempt++) {
       retry.signal?.throwIfAborted();
       let transient: string;
+      // How long the API asked us to wait (429 over a rate limit, 503 while Redis is away).
+      let asked: number | null = null;
       try {
         const res = await this.http.send(
           `${this.baseUrl}/gpu-workers${path}`,
@@ -144,6 +149,7 @@ export class ApiClient {
           throw new ApiError(res.status, err?.error ?? 'error', err?.message ?? `HTTP ${res.status}`);
         }
         transient = `HTTP ${res.status}${err?.message ? `: ${err.message}` : ''}`;
+        asked = res.retryAfterMs;
       } catch (e) {
         if (e instanceof ApiError) throw e;
         if (retry.signal?.aborted) throw e;
@@ -155,7 +161,15 @@ export class ApiClient {
       if (waited >= retry.deadlineMs) {
         throw new ApiUnreachableError(`${method} ${path}: ${transient} (gave up after ${Math.round(waited / 1000)} s)`);
       }
-      const delay = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+      const backoff = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+      // Asking again before Retry-After only earns another refusal; a little jitter spreads the
+      // agents that were refused together (many nodes behind one address, say).
+      const delay = asked === null ? backoff : Math.max(backoff, Math.min(asked, MAX_RETRY_AFTER_MS) * (1 + Math.random() / 10));
+      if (asked !== null && waited + delay > retry.deadlineMs) {
+        throw new ApiUnreachableError(
+          `${method} ${path}: ${transient} (asked to retry in ${Math.ceil(asked / 1000)} s, past this request's deadline)`,
+        );
+      }
       if (attempt === 2) this.logger.warn({ path, reason: transient }, 'API not answering; retrying');
       await sleep(Math.min(delay, Math.max(0, retry.deadlineMs - waited)), undefined, { signal: retry.signal }).catch(() => {});
     }

@@ -4,6 +4,17 @@ import https from 'node:https';
 export interface Exchange {
   readonly status: number;
   readonly text: string;
+  /** The answer's Retry-After (seconds or an HTTP date) in ms from now; null without one. */
+  readonly retryAfterMs: number | null;
+}
+
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | null {
+  if (value === undefined || value.trim() === '') return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  // An HTTP date names its day and month; a bare number that is not whole seconds is no date.
+  if (!/[A-Za-z]/.test(value)) return null;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
 /**
@@ -59,7 +70,13 @@ export class HttpExchanger {
       const req = this.request(url, { method, headers, agent: this.agent, ...(signal && { signal }) }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            text: Buffer.concat(chunks).toString('utf8'),
+            retryAfterMs: parseRetryAfter(res.headers['retry-after']),
+          }),
+        );
         res.on('error', reject);
       });
       req.on('error', reject);

@@ -74,3 +74,35 @@ describe('the API away for a while', () => {
     }
   }, 30_000);
 });
+
+describe('an API that asks the agent to wait', () => {
+  it('gets no new request before Retry-After: a rate-limited registration waits for it, then succeeds', async () => {
+    const limited = await startTestApi('api-retry-after', {
+      IMAGEPOD_RATE_LIMIT_REGISTER_PER_MIN: '1',
+      IMAGEPOD_RATE_LIMIT_WINDOW_MS: '3000',
+    });
+    const agents: Agent[] = [];
+    try {
+      // The first registration from this address takes the window's one; the second is refused
+      // with Retry-After up to 3 s, which plain backoff (0.1, 0.2, 0.4 s, ...) would beat about 5 times.
+      agents.push(await startAgent(limited));
+      const t0 = Date.now();
+      agents.push(await startAgent(limited));
+      const took = Date.now() - t0;
+      const metrics = await (await fetch(`${limited.url}/metrics`)).text();
+      const refused = Number(
+        /imagepod_http_request_duration_seconds_count\{method="POST",route="[^"]*agents\/register",status_code="429"\} (\d+)/.exec(
+          metrics,
+        )?.[1] ?? 0,
+      );
+      expect(refused).toBeGreaterThanOrEqual(1);
+      expect(refused).toBeLessThanOrEqual(2);
+      expect(took).toBeLessThan(10_000);
+      const nodes = await limited.req('GET', '/nodes/', { token: limited.tokens.admin });
+      expect(nodes.body.items).toHaveLength(2);
+    } finally {
+      for (const a of agents) await a.stop(0);
+      await limited.close();
+    }
+  }, 30_000);
+});
