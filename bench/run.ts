@@ -4,7 +4,7 @@
  *  - dispatch: jobs/s from REST submission (batches of 1,000) to completion on simulated no-op
  *    agents (the real agent, claiming and reporting; jobs that only pretend to run), against
  *    addBulk and a Worker draining no-op jobs, with the CPU each process spent per job;
- *  - submit-to-start p50/p99 at a paced 200 jobs/s;
+ *  - submit-to-start p50/p99 at a paced 200 jobs/s, and the API's CPU per single submission;
  *  - Redis memory per queued job;
  *  - heartbeat ingestion, 10,000 nodes beating once a second each (and, for scale, the same load
  *    on a bare node:http server: what this machine answers at all);
@@ -16,7 +16,7 @@ import { startStack } from './lib/context.js';
 import { type CpuPerJob, imagepodDispatch, rawDispatch } from './parts/dispatch.js';
 import { availableNodesLatency, bareHttpCeiling, heartbeatLoad, registerFleet } from './parts/heartbeats.js';
 import { memoryPerJob } from './parts/memory.js';
-import { imagepodPaced, rawPaced } from './parts/paced.js';
+import { imagepodPaced, rawPaced, submitCost } from './parts/paced.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
 const q = values.quick;
@@ -24,6 +24,7 @@ const q = values.quick;
 const parts = new Set((values.only ?? 'dispatch,paced,memory,heartbeats').split(','));
 const DISPATCH_JOBS = q ? 2000 : 10_000;
 const PACED_SECONDS = q ? 3 : 10;
+const SUBMIT_COST_JOBS = q ? 500 : 2000;
 const MEMORY_JOBS = q ? 2000 : 10_000;
 const FLEET = q ? 2000 : 10_000;
 const HEARTBEAT_SECONDS = q ? 5 : 10;
@@ -72,6 +73,12 @@ try {
     const ipp = await imagepodPaced(stack, 200, PACED_SECONDS);
     line("ImagePod: POST /jobs/ -> an agent's claim recorded", `p50 ${ms(ipp.p50)}`, `p99 ${ms(ipp.p99)}`);
     line('ratio of p99 ImagePod / raw', ratio(ipp.p99, rp.p99), '(goal <= 2x)');
+    const cost = await submitCost(stack, SUBMIT_COST_JOBS);
+    line(
+      'CPU ms per POST /jobs/, one at a time (warm)',
+      `API ${cost.api.toFixed(2)}`,
+      `Redis ${cost.redis.toFixed(2)}  (one API core: ~${Math.round(1000 / cost.api)} submissions/s)`,
+    );
   }
   for (const a of stack.agents.splice(0)) await a.stop(0);
   if (parts.has('memory')) {

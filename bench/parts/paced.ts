@@ -93,3 +93,24 @@ export async function imagepodPaced(stack: BenchStack, rate: number, seconds: nu
   waits.sort((a, b) => a - b);
   return { p50: percentile(waits, 50), p99: percentile(waits, 99) };
 }
+
+/**
+ * What one `POST /jobs/` costs, submitted one at a time after a warm-up: CPU ms of the API process
+ * (from /proc) and of Redis per submission. A 1-GPU job that none of the bench's agents (no GPUs)
+ * takes, so no report adds to it. At a paced rate, this is what bounds one API process.
+ */
+export async function submitCost(stack: BenchStack, n: number): Promise<{ api: number; redis: number }> {
+  const client = new LoadClient(stack.api.url);
+  const job = { docker_image: 'busybox', command: ['noop'], gpu_count: 1, gpu_memory_required: 1024, memory_required: 1 };
+  const submit = async () => {
+    const r = await client.send('POST', '/gpu-workers/jobs/', stack.token, job);
+    if (r.status !== 201) throw new Error(`submit: ${r.status} ${r.text.slice(0, 200)}`);
+  };
+  for (let i = 0; i < n / 2; i++) await submit();
+  const api0 = stack.api.cpuMs();
+  const redis0 = await stack.redisCpuMs();
+  for (let i = 0; i < n; i++) await submit();
+  const cost = { api: (stack.api.cpuMs() - api0) / n, redis: ((await stack.redisCpuMs()) - redis0) / n };
+  client.close();
+  return cost;
+}
