@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import { NotFoundError } from '../../domain/errors.js';
@@ -27,7 +28,12 @@ export interface DeliveryOptions {
   readonly backoffMs: number;
   readonly concurrency: number;
   readonly retentionSeconds: number;
+  /** The sender's time limit for one attempt: how long close() lets deliveries in flight run. */
+  readonly timeoutMs: number;
 }
+
+/** Beyond the deliveries' own time limit, how long close() waits for BullMQ to let go. */
+const CLOSE_GRACE_MS = 2_000;
 
 /**
  * The delivery queue: one BullMQ job per finished job (its id is the job's, so a repeated event
@@ -117,8 +123,17 @@ export class WebhookDeliveries {
   async close(): Promise<void> {
     // The worker first: in-flight deliveries finish (each within the sender's time limit). With
     // Redis away (never reached: a wrong CA, say) there are none, and BullMQ's graceful close would
-    // wait for Redis for ever.
-    await this.worker.close(this.workerConnection.status !== 'ready');
+    // wait for Redis for ever. Even with it there, a graceful close ends with QUIT on the worker's
+    // blocking connection, which on a Redis Cluster still recovering from an outage can wait for
+    // ever too (seen in test/cluster/redis-cluster.test.ts): so the wait is bounded, and what is
+    // left is cut with the worker's connections.
+    const closing = this.worker.close(this.workerConnection.status !== 'ready');
+    const closed = await Promise.race([closing.then(() => true), sleep(this.options.timeoutMs + CLOSE_GRACE_MS, false, { ref: false })]);
+    if (!closed) {
+      this.logger.warn('webhook deliveries: the worker did not close in time; cutting its connections');
+      closing.catch(() => {});
+      await Promise.race([this.worker.disconnect().catch(() => {}), sleep(CLOSE_GRACE_MS, undefined, { ref: false })]);
+    }
     await this.queue.close();
   }
 }

@@ -51,7 +51,13 @@ export class Webhooks {
       d.jobs,
       this.secrets,
       new WebhookSender(d.policy, c.timeoutMs),
-      { attempts: c.attempts, backoffMs: c.backoffMs, concurrency: c.concurrency, retentionSeconds: d.config.jobRetentionSeconds },
+      {
+        attempts: c.attempts,
+        backoffMs: c.backoffMs,
+        concurrency: c.concurrency,
+        retentionSeconds: d.config.jobRetentionSeconds,
+        timeoutMs: c.timeoutMs,
+      },
       d.logger,
     );
     const consumer = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
